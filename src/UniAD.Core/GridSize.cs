@@ -1,0 +1,13 @@
+namespace UniAD.Core;
+
+/// <summary>A height x width pair: a feature-map size or an attention neighbourhood.</summary>
+/// <param name="Height">Rows.</param>
+/// <param name="Width">Columns.</param>
+public readonly record struct GridSize(int Height, int Width)
+{
+    /// <summary>Height x width: the number of positions (tokens) of a map of this size.</summary>
+    public int Count => Height * Width;
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Height}x{Width}";
+}

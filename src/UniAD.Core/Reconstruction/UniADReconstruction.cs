@@ -1,0 +1,145 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace UniAD.Core.Reconstruction;
+
+/// <summary>
+/// The UniAD reconstruction network: feature jitter (training only), <c>input_proj</c>, position
+/// embedding, transformer with layer-wise query decoder and neighbor-masked attention,
+/// <c>output_proj</c>; and the anomaly map <c>pred</c>. Its state-dict keys are the reference's
+/// (<c>pos_embed.*</c>, <c>transformer.encoder.layers.{i}.*</c>, <c>transformer.decoder.layers.{i}.*</c>,
+/// <c>transformer.decoder.norm.*</c>, <c>input_proj.*</c>, <c>output_proj.*</c>), so the authors'
+/// checkpoints load unchanged.
+/// </summary>
+/// <remarks>
+/// Not thread-safe for concurrent forward passes in training mode (the jitter generator is shared);
+/// evaluation-mode forwards hold no mutable state besides lazily created caches, which are locked.
+/// </remarks>
+public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
+{
+    private readonly PositionEmbedding pos_embed;
+    private readonly UniADTransformer transformer;
+    private readonly Linear input_proj;
+    private readonly Linear output_proj;
+    private readonly Random jitterCoin;
+    private readonly Dictionary<string, Generator> jitterGenerators = new();
+
+    /// <summary>Builds the network with freshly initialised, seeded weights (<see cref="ReconstructionOptions.Seed"/>).</summary>
+    /// <exception cref="ArgumentException">An option is impossible (see <see cref="ReconstructionOptions.Validate"/>).</exception>
+    public UniADReconstruction(ReconstructionOptions options)
+        : base(nameof(UniADReconstruction))
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        using var init = new Generator((ulong)options.Seed);
+        pos_embed = PositionEmbedding.Create(options.PositionEmbedding, options.FeatureSize, options.HiddenDim, init);
+        transformer = new UniADTransformer(options, init);
+        input_proj = Linear(options.InputChannels, options.HiddenDim);
+        output_proj = Linear(options.HiddenDim, options.InputChannels);
+        RegisterComponents();
+        TorchInit.XavierLinear(input_proj, init);
+        TorchInit.XavierLinear(output_proj, init);
+        jitterCoin = new Random(unchecked((int)(options.Seed ^ (options.Seed >> 32))));
+    }
+
+    /// <summary>The options the network was built with.</summary>
+    public ReconstructionOptions Options { get; }
+
+    /// <summary>Reconstructs <paramref name="featureAlign"/> (B x C x h x w) and computes its anomaly map.</summary>
+    /// <exception cref="ArgumentException">The input is not B x <see cref="ReconstructionOptions.InputChannels"/> x h x w with the configured feature size.</exception>
+    public override ReconstructionOutput forward(Tensor featureAlign)
+    {
+        CheckInput(featureAlign);
+        using var scope = NewDisposeScope();
+        var featureRec = Reconstruct(featureAlign);
+        var pred = AnomalyMap.Compute(featureRec, featureAlign, Options.InputStride);
+        return new ReconstructionOutput(featureRec.MoveToOuterDisposeScope(), pred.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Reconstructs the features only (no anomaly map): B x C x h x w in, the same shape out.</summary>
+    /// <exception cref="ArgumentException">The input has the wrong shape.</exception>
+    public Tensor Reconstruct(Tensor featureAlign)
+    {
+        CheckInput(featureAlign);
+        using var scope = NewDisposeScope();
+        long b = featureAlign.shape[0], c = featureAlign.shape[1], h = featureAlign.shape[2], w = featureAlign.shape[3];
+        var tokens = featureAlign.flatten(2).permute(2, 0, 1); // (h·w) x B x C
+        if (training && Options.FeatureJitter is { } jitter)
+        {
+            tokens = AddJitter(tokens, jitter);
+        }
+
+        var hidden = input_proj.forward(tokens);
+        var pos = pos_embed.forward(featureAlign.device);
+        var decoded = transformer.forward(hidden, pos);
+        var rec = output_proj.forward(decoded); // (h·w) x B x C
+        return rec.permute(1, 2, 0).reshape(b, c, h, w).MoveToOuterDisposeScope();
+    }
+
+    private Tensor AddJitter(Tensor tokens, FeatureJitterOptions jitter)
+    {
+        lock (jitterGenerators)
+        {
+            if (jitterCoin.NextDouble() > jitter.Probability)
+            {
+                return tokens;
+            }
+
+            var key = tokens.device.ToString();
+            if (!jitterGenerators.TryGetValue(key, out var generator))
+            {
+                generator = new Generator(unchecked((ulong)Options.Seed + 0x9E3779B97F4A7C15UL), tokens.device);
+                jitterGenerators[key] = generator;
+            }
+
+            long channels = tokens.shape[2];
+            var norms = tokens.norm(2, keepdim: true) / channels;
+            var noise = randn(tokens.shape, dtype: tokens.dtype, device: tokens.device, generator: generator);
+            return tokens + noise * norms * jitter.Scale;
+        }
+    }
+
+    private void CheckInput(Tensor featureAlign)
+    {
+        ArgumentNullException.ThrowIfNull(featureAlign);
+        var o = Options;
+        if (featureAlign.dim() != 4 || featureAlign.shape[1] != o.InputChannels || featureAlign.shape[2] != o.FeatureSize.Height || featureAlign.shape[3] != o.FeatureSize.Width)
+        {
+            throw new ArgumentException(
+                $"Expected features of shape B x {o.InputChannels} x {o.FeatureSize.Height} x {o.FeatureSize.Width}; got [{string.Join(", ", featureAlign.shape)}].",
+                nameof(featureAlign));
+        }
+
+        if (featureAlign.shape[0] == 0)
+        {
+            throw new ArgumentException("The batch is empty.", nameof(featureAlign));
+        }
+
+        if (!featureAlign.is_floating_point())
+        {
+            throw new ArgumentException($"Features must be floating point, got {featureAlign.dtype}.", nameof(featureAlign));
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            lock (jitterGenerators)
+            {
+                foreach (var g in jitterGenerators.Values)
+                {
+                    g.Dispose();
+                }
+
+                jitterGenerators.Clear();
+            }
+        }
+
+        base.Dispose(disposing);
+    }
+}
