@@ -103,6 +103,42 @@ public static class StateDict
     }
 
     /// <summary>
+    /// Writes tensors to a <c>.safetensors</c> file atomically: the data goes to a temporary file in the
+    /// same folder, which then replaces <paramref name="path"/>, so a failure never leaves a partial file.
+    /// </summary>
+    /// <exception cref="ArgumentException">The path is empty.</exception>
+    /// <exception cref="DirectoryNotFoundException">The target folder does not exist.</exception>
+    public static void SaveSafetensors(IReadOnlyDictionary<string, Tensor> tensors, string path)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var full = Path.GetFullPath(path);
+        var folder = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"Cannot write '{full}': the folder '{folder}' does not exist.");
+        }
+
+        var temp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (NewDisposeScope())
+            {
+                Safetensors.SaveStateDict(temp, tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous()));
+            }
+
+            File.Move(temp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp))
+            {
+                File.Delete(temp);
+            }
+        }
+    }
+
+    /// <summary>
     /// Copies <paramref name="source"/> into <paramref name="module"/>'s parameters and buffers. Every
     /// module key must be present with the same shape; a key the module lacks is an error unless
     /// <paramref name="ignoreUnexpected"/> accepts it. On any mismatch nothing is copied and the

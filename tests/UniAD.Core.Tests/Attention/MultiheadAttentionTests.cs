@@ -1,0 +1,109 @@
+using TorchSharp;
+using UniAD.Core.Attention;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace UniAD.Core.Tests.Attention;
+
+public sealed class MultiheadAttentionTests
+{
+    [Fact]
+    public void Parameter_names_and_shapes_follow_pytorch()
+    {
+        using var mha = new MultiheadAttention(16, 4);
+        var shapes = mha.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        Assert.Equal(new[] { "in_proj_bias", "in_proj_weight", "out_proj.bias", "out_proj.weight" }, shapes.Keys.OrderBy(k => k, StringComparer.Ordinal));
+        Assert.Equal(new long[] { 48, 16 }, shapes["in_proj_weight"]);
+        Assert.Equal(new long[] { 48 }, shapes["in_proj_bias"]);
+        Assert.Equal(new long[] { 16, 16 }, shapes["out_proj.weight"]);
+    }
+
+    [Fact]
+    public void Matches_an_explicit_per_head_computation_with_a_mask()
+    {
+        const int e = 8, h = 2, d = e / h, l = 5, s = 6, b = 3;
+        using var gen = new Generator(7);
+        using var mha = new MultiheadAttention(e, h, generator: gen);
+        using (no_grad())
+        {
+            foreach (var p in mha.parameters())
+            {
+                p.normal_(0, 0.5, gen); // non-zero biases too
+            }
+        }
+
+        mha.eval();
+        using var scope = NewDisposeScope();
+        var q = randn(l, b, e, generator: gen);
+        var k = randn(s, b, e, generator: gen);
+        var v = randn(s, b, e, generator: gen);
+        var mask = zeros(l, s);
+        mask[0, 0] = tensor(float.NegativeInfinity);
+        mask[2, 3] = tensor(float.NegativeInfinity);
+        mask[4, 1] = tensor(-1.5f);
+
+        var actual = mha.forward(q, k, v, mask);
+
+        var sd = mha.state_dict();
+        var w = sd["in_proj_weight"];
+        var bias = sd["in_proj_bias"];
+        var outputs = new List<Tensor>();
+        for (int batch = 0; batch < b; batch++)
+        {
+            var heads = new List<Tensor>();
+            for (int head = 0; head < h; head++)
+            {
+                Tensor Project(Tensor x, int part) =>
+                    x[.., batch].matmul(w[(part * e + head * d)..(part * e + (head + 1) * d)].t()) + bias[(part * e + head * d)..(part * e + (head + 1) * d)];
+                var qh = Project(q, 0);
+                var kh = Project(k, 1);
+                var vh = Project(v, 2);
+                var weights = F.softmax(qh.matmul(kh.t()) / Math.Sqrt(d) + mask, 1);
+                heads.Add(weights.matmul(vh));
+            }
+
+            outputs.Add(cat(heads, 1).matmul(sd["out_proj.weight"].t()) + sd["out_proj.bias"]);
+        }
+
+        var expected = stack(outputs, 1);
+        TensorAssert.Close(actual, expected, 1e-5, 1e-5, "attention");
+    }
+
+    [Fact]
+    public void Dropout_acts_in_training_only()
+    {
+        using var mha = new MultiheadAttention(8, 2, dropout: 0.5, generator: new Generator(3));
+        using var scope = NewDisposeScope();
+        var x = randn(4, 2, 8, generator: new Generator(4));
+        mha.eval();
+        var a = mha.forward(x, x, x, null);
+        var b = mha.forward(x, x, x, null);
+        Assert.Equal(0f, (a - b).abs().max().item<float>());
+        mha.train();
+        manual_seed(1);
+        var c = mha.forward(x, x, x, null);
+        Assert.True((c - a).abs().max().item<float>() > 1e-3f);
+    }
+
+    [Theory]
+    [InlineData(10, 3)]
+    [InlineData(8, 0)]
+    [InlineData(0, 1)]
+    public void Impossible_sizes_are_rejected(long embed, long heads)
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MultiheadAttention(embed, heads));
+    }
+
+    [Fact]
+    public void Wrong_shapes_are_rejected_with_the_shapes_in_the_message()
+    {
+        using var mha = new MultiheadAttention(8, 2);
+        using var scope = NewDisposeScope();
+        var x = randn(4, 2, 8);
+        var ex = Assert.Throws<ArgumentException>(() => mha.forward(x, randn(4, 2, 6), x, null));
+        Assert.Contains("4, 2, 6", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => mha.forward(x, x, x, zeros(4, 5)));
+        Assert.Contains("4 x 4", ex.Message);
+        Assert.Throws<ArgumentException>(() => mha.forward(randn(4, 8), x, x, null));
+    }
+}
