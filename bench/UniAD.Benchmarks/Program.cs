@@ -1,0 +1,100 @@
+// UniAD.Core benchmarks: prints median timings of the library's hot paths on this machine.
+// Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--runs N] [--warmup N] [--threads N]
+using System.Diagnostics;
+using System.Globalization;
+using TorchSharp;
+using UniAD.Core.Reconstruction;
+using static TorchSharp.torch;
+
+var runs = ArgValue(args, "--runs", 20);
+var warmup = ArgValue(args, "--warmup", 3);
+var threads = ArgValue(args, "--threads", 0);
+if (threads > 0)
+{
+    set_num_threads(threads);
+}
+
+Console.WriteLine($"UniAD.Core benchmarks | {Environment.ProcessorCount} logical cores, torch threads {get_num_threads()}, " +
+                  $"TorchSharp {typeof(torch).Assembly.GetName().Version}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
+Console.WriteLine($"runs {runs}, warm-up {warmup}; figures are the median over runs");
+Console.WriteLine();
+
+ReconstructionBenchmarks.Run(runs, warmup);
+
+static int ArgValue(string[] args, string name, int fallback)
+{
+    int i = Array.IndexOf(args, name);
+    if (i < 0)
+    {
+        return fallback;
+    }
+
+    if (i + 1 >= args.Length || !int.TryParse(args[i + 1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) || value < 0)
+    {
+        throw new ArgumentException($"{name} needs a non-negative integer, got '{(i + 1 < args.Length ? args[i + 1] : "nothing")}'.");
+    }
+
+    return value;
+}
+
+/// <summary>Timing helpers shared by the benchmark groups.</summary>
+internal static class Timing
+{
+    public static double MedianMs(int runs, int warmup, Action action)
+    {
+        for (int i = 0; i < warmup; i++)
+        {
+            action();
+        }
+
+        var times = new double[runs];
+        for (int i = 0; i < runs; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            action();
+            times[i] = sw.Elapsed.TotalMilliseconds;
+        }
+
+        Array.Sort(times);
+        return runs % 2 == 1 ? times[runs / 2] : (times[(runs / 2) - 1] + times[runs / 2]) / 2;
+    }
+
+    public static void Report(string name, int batch, double ms) =>
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-58} {ms,9:F1} ms  ({ms / batch,7:F1} ms/image)"));
+}
+
+/// <summary>The paper-size reconstruction network (272 x 14 x 14 in, 4 + 4 layers, width 256).</summary>
+internal static class ReconstructionBenchmarks
+{
+    public static void Run(int runs, int warmup)
+    {
+        const int batch = 8;
+        var options = new ReconstructionOptions();
+        using var model = new UniADReconstruction(options);
+        using var input = randn(new long[] { batch, options.InputChannels, options.FeatureSize.Height, options.FeatureSize.Width }, generator: new Generator(1));
+
+        model.eval();
+        var forward = Timing.MedianMs(runs, warmup, () =>
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            using var output = model.forward(input);
+        });
+        Timing.Report("reconstruction forward, eval, batch 8 (incl. pred)", batch, forward);
+
+        model.train();
+        var parameters = model.parameters().ToList();
+        using var optimizer = optim.AdamW(parameters, lr: 1e-4, weight_decay: 1e-4);
+        var step = Timing.MedianMs(runs, warmup, () =>
+        {
+            using var scope = NewDisposeScope();
+            optimizer.zero_grad();
+            var rec = model.Reconstruct(input);
+            var loss = AnomalyMap.Loss(rec, input);
+            loss.backward();
+            nn.utils.clip_grad_norm_(parameters, 0.1);
+            optimizer.step();
+        });
+        Timing.Report("reconstruction training step, batch 8 (jitter, AdamW, clip)", batch, step);
+    }
+}
