@@ -297,7 +297,7 @@ public sealed class ElfVersionPatcherTests : IDisposable
         Assert.Equal(new[] { 6f, 6f, 6f, 6f }, product.data<float>().ToArray());
     }
 
-    private static bool SystemLibStdCxxDefines(string version)
+    internal static bool SystemLibStdCxxDefines(string version)
     {
         string? libstdcxx = ElfVersionPatcher.FindSystemLibStdCxx();
         return libstdcxx is not null
