@@ -1,0 +1,284 @@
+using System.IO.Compression;
+using System.Security;
+using System.Xml.Linq;
+using UniAD.Build;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace UniAD.Core.Tests.Build;
+
+/// <summary>Tests that start builds of their own: they run one at a time, never beside another collection.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class DotnetBuildCollection
+{
+    public const string Name = "dotnet builds";
+}
+
+/// <summary>Packs src/UniAD.Core once, at a throw-away version, into a temporary folder.</summary>
+public sealed class PackedUniADCore : IDisposable
+{
+    public static readonly TimeSpan ProcessTimeout = TimeSpan.FromMinutes(10);
+
+    public PackedUniADCore()
+    {
+        RepositoryRoot = FindRepositoryRoot();
+        Version = "0.0.0-consumertest." + Guid.NewGuid().ToString("N")[..12];
+        WorkDirectory = Path.Combine(Path.GetTempPath(), "uniad-consumertest-" + Guid.NewGuid().ToString("N"));
+        PackageDirectory = Path.Combine(WorkDirectory, "feed");
+        ConsumerDirectory = Path.Combine(WorkDirectory, "consumer");
+        Directory.CreateDirectory(PackageDirectory);
+        TorchSharpVersion = XDocument.Load(Path.Combine(RepositoryRoot, "Directory.Packages.props"))
+            .Descendants("TorchSharpVersion").Single().Value;
+
+        // --artifacts-path keeps this build's bin/obj out of the repository, so packing never races
+        // with (or rewrites) the outputs the running tests were loaded from.
+        PackResult = DotnetCli.Run(
+            RepositoryRoot,
+            ProcessTimeout,
+            "pack", Path.Combine(RepositoryRoot, "src", "UniAD.Core", "UniAD.Core.csproj"),
+            "-c", "Release",
+            "-o", PackageDirectory,
+            "--artifacts-path", Path.Combine(WorkDirectory, "artifacts"),
+            $"-p:PackageVersion={Version}",
+            "--disable-build-servers",
+            "-nodeReuse:false");
+        if (PackResult.ExitCode != 0)
+        {
+            Dispose();
+            throw new InvalidOperationException("dotnet pack failed:" + Environment.NewLine + PackResult.Describe());
+        }
+
+        PackagePath = Path.Combine(PackageDirectory, $"UniAD.Core.{Version}.nupkg");
+        if (!File.Exists(PackagePath))
+        {
+            string[] found = Directory.GetFiles(PackageDirectory);
+            Dispose();
+            throw new InvalidOperationException($"dotnet pack did not write {PackagePath} (found: {string.Join(", ", found)}).{Environment.NewLine}{PackResult.Describe()}");
+        }
+    }
+
+    public string RepositoryRoot { get; }
+
+    public string Version { get; }
+
+    public string TorchSharpVersion { get; }
+
+    public string WorkDirectory { get; }
+
+    public string PackageDirectory { get; }
+
+    public string ConsumerDirectory { get; }
+
+    public string PackagePath { get; } = "";
+
+    internal ProcessResult PackResult { get; }
+
+    public static string GlobalPackagesFolder =>
+        Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } folder
+            ? folder
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+
+    public void Dispose()
+    {
+        if (Directory.Exists(WorkDirectory))
+        {
+            Directory.Delete(WorkDirectory, recursive: true);
+        }
+
+        // The consumer's restore extracted this throw-away version into the global packages folder.
+        string packageFolder = Path.Combine(GlobalPackagesFolder, "uniad.core");
+        string versionFolder = Path.Combine(packageFolder, Version.ToLowerInvariant());
+        if (Directory.Exists(versionFolder))
+        {
+            Directory.Delete(versionFolder, recursive: true);
+        }
+
+        if (Directory.Exists(packageFolder) && !Directory.EnumerateFileSystemEntries(packageFolder).Any())
+        {
+            Directory.Delete(packageFolder);
+        }
+    }
+
+    private static string FindRepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "UniAD.Core.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException($"No folder above {AppContext.BaseDirectory} holds UniAD.Core.sln.");
+    }
+}
+
+[Collection(DotnetBuildCollection.Name)]
+public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
+{
+    private const string Glibcxx3432 = "GLIBCXX_3.4.32";
+
+    private readonly PackedUniADCore _package;
+    private readonly ITestOutputHelper _output;
+
+    public PackageConsumerTests(PackedUniADCore package, ITestOutputHelper output)
+    {
+        _package = package;
+        _output = output;
+    }
+
+    [Fact]
+    public void Package_ShipsBuildHelperAndBothLibraries_AndNoNativeBackend()
+    {
+        using var zip = ZipFile.OpenRead(_package.PackagePath);
+        var entries = zip.Entries.Select(e => e.FullName).ToHashSet(StringComparer.Ordinal);
+        string listing = string.Join(Environment.NewLine, entries.Order(StringComparer.Ordinal));
+        _output.WriteLine(listing);
+
+        foreach (string expected in new[]
+        {
+            "buildTransitive/UniAD.Core.targets",
+            "buildTransitive/GlibcxxWeakener.cs",
+            "build/UniAD.Core.targets",
+            "build/GlibcxxWeakener.cs",
+            "lib/net8.0/UniAD.Core.dll",
+            "lib/net10.0/UniAD.Core.dll",
+        })
+        {
+            Assert.True(entries.Contains(expected), $"{expected} is missing from {_package.PackagePath}:{Environment.NewLine}{listing}");
+        }
+
+        Assert.DoesNotContain(entries, e => e.StartsWith("runtimes/", StringComparison.Ordinal) || e.EndsWith(".so", StringComparison.Ordinal));
+
+        // The shipped helper is the repository's file, byte for byte.
+        string helper = Path.Combine(_package.RepositoryRoot, "src", "UniAD.Core", "buildTransitive", "GlibcxxWeakener.cs");
+        Assert.Equal(File.ReadAllBytes(helper), ReadEntry(zip, "buildTransitive/GlibcxxWeakener.cs"));
+
+        var nuspecEntry = Assert.Single(zip.Entries, e => !e.FullName.Contains('/', StringComparison.Ordinal) && e.FullName.EndsWith(".nuspec", StringComparison.Ordinal));
+        XDocument nuspec;
+        using (var stream = nuspecEntry.Open())
+        {
+            nuspec = XDocument.Load(stream);
+        }
+
+        Assert.Equal(_package.Version, nuspec.Descendants().Single(e => e.Name.LocalName == "version").Value);
+        var groups = nuspec.Descendants().Where(e => e.Name.LocalName == "group").ToList();
+        Assert.Equal(
+            new[] { "net10.0", "net8.0" },
+            groups.Select(g => (string?)g.Attribute("targetFramework") ?? "").Order(StringComparer.Ordinal).ToArray());
+        foreach (var group in groups)
+        {
+            var ids = group.Elements().Where(e => e.Name.LocalName == "dependency").Select(e => (string?)e.Attribute("id") ?? "").ToList();
+            Assert.DoesNotContain(ids, id => id.Equals("TorchSharp-cpu", StringComparison.OrdinalIgnoreCase));
+            Assert.DoesNotContain(ids, id => id.Contains("cuda", StringComparison.OrdinalIgnoreCase));
+            Assert.DoesNotContain(ids, id => id.StartsWith("libtorch", StringComparison.OrdinalIgnoreCase));
+
+            // The managed TorchSharp package, at the repository's version, is what it does depend on.
+            var torchSharp = Assert.Single(group.Elements(), e => e.Name.LocalName == "dependency" && (string?)e.Attribute("id") == "TorchSharp");
+            Assert.Equal(_package.TorchSharpVersion, (string?)torchSharp.Attribute("version"));
+        }
+
+        Assert.DoesNotContain("TorchSharp-cpu", nuspec.ToString(), StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("cuda", nuspec.ToString(), StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void ConsoleAppReferencingThePackage_BuildsWeakensAndRuns()
+    {
+        string consumer = _package.ConsumerDirectory;
+        Assert.StartsWith("..", Path.GetRelativePath(_package.RepositoryRoot, consumer), StringComparison.Ordinal);
+        Directory.CreateDirectory(consumer);
+
+        // The local feed comes on top of the machine's default sources (no <clear/>).
+        File.WriteAllText(Path.Combine(consumer, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <packageSources>
+                <add key="uniad-consumertest" value="{SecurityElement.Escape(_package.PackageDirectory)}" />
+              </packageSources>
+            </configuration>
+            """);
+
+        // Stop MSBuild's upward search for Directory.Build.* / Directory.Packages.props at this folder.
+        File.WriteAllText(Path.Combine(consumer, "Directory.Build.props"), "<Project />\n");
+        File.WriteAllText(Path.Combine(consumer, "Directory.Build.targets"), "<Project />\n");
+        File.WriteAllText(Path.Combine(consumer, "Directory.Packages.props"), "<Project />\n");
+
+        File.WriteAllText(Path.Combine(consumer, "Consumer.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+                <Nullable>enable</Nullable>
+                <ImplicitUsings>enable</ImplicitUsings>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="UniAD.Core" Version="{_package.Version}" />
+                <PackageReference Include="TorchSharp-cpu" Version="{_package.TorchSharpVersion}" />
+              </ItemGroup>
+            </Project>
+            """);
+
+        File.WriteAllText(Path.Combine(consumer, "Program.cs"), """
+            using UniAD.Core;
+            using UniAD.Core.Attention;
+            using static TorchSharp.torch;
+
+            using var mask = NeighborMask.Create(new GridSize(4, 4), new GridSize(3, 3));
+            using var blocked = mask.eq(float.NegativeInfinity).sum();
+            using var open = mask.eq(0f).sum();
+            using var a = ones(2, 3);
+            using var doubled = a * 2;
+            using var total = doubled.sum();
+            Console.WriteLine(FormattableString.Invariant($"mask-shape={string.Join("x", mask.shape)}"));
+            Console.WriteLine(FormattableString.Invariant($"mask-neg-inf={blocked.item<long>()}"));
+            Console.WriteLine(FormattableString.Invariant($"mask-zero={open.item<long>()}"));
+            Console.WriteLine(FormattableString.Invariant($"tensor-sum={total.item<float>()}"));
+            """);
+
+        var build = DotnetCli.Run(consumer, PackedUniADCore.ProcessTimeout, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false");
+        _output.WriteLine(build.Describe());
+        Assert.True(build.ExitCode == 0, "The consumer did not build:" + Environment.NewLine + build.Describe());
+
+        // The package's buildTransitive targets ran in the consumer's build.
+        string bin = Path.Combine(consumer, "bin");
+        string[] libraries = Directory.GetFiles(bin, "libLibTorchSharp.so", SearchOption.AllDirectories);
+        Assert.True(libraries.Length > 0, $"No libLibTorchSharp.so under {bin}.{Environment.NewLine}{build.Describe()}");
+        bool systemHasIt = ElfVersionPatcherTests.SystemLibStdCxxDefines(Glibcxx3432);
+        foreach (string library in libraries)
+        {
+            var need = Assert.Single(ElfVersionPatcher.ReadVersionNeeds(File.ReadAllBytes(library), library), n => n.Version == Glibcxx3432);
+            if (!systemHasIt)
+            {
+                Assert.True(need.IsWeak, $"{library}: the {Glibcxx3432} need is not weak, so the package's buildTransitive targets did not run.{Environment.NewLine}{build.Describe()}");
+                Assert.Contains($"{library}: Weakened", build.StandardOutput, StringComparison.Ordinal);
+            }
+        }
+
+        var run = DotnetCli.Run(consumer, PackedUniADCore.ProcessTimeout, "run", "-c", "Release", "--no-build");
+        _output.WriteLine(run.Describe());
+        Assert.True(run.ExitCode == 0, "The consumer failed:" + Environment.NewLine + run.Describe());
+
+        var values = run.StandardOutput
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Where(line => line.Contains('=', StringComparison.Ordinal))
+            .Select(line => line.Split('=', 2))
+            .ToDictionary(kv => kv[0], kv => kv[1], StringComparer.Ordinal);
+        string context = Environment.NewLine + run.Describe();
+        // 4x4 tokens, 3x3 neighbourhood clipped at the borders: 4 corners see 4 keys, 8 edge tokens 6,
+        // 4 inner tokens 9 → 16 + 48 + 36 = 100 blocked of 16·16 = 256.
+        Assert.True(values.TryGetValue("mask-shape", out var shape) && shape == "16x16", "mask-shape" + context);
+        Assert.True(values.TryGetValue("mask-neg-inf", out var negInf) && negInf == "100", "mask-neg-inf" + context);
+        Assert.True(values.TryGetValue("mask-zero", out var zero) && zero == "156", "mask-zero" + context);
+        Assert.True(values.TryGetValue("tensor-sum", out var sum) && sum == "12", "tensor-sum" + context);
+    }
+
+    private static byte[] ReadEntry(ZipArchive zip, string name)
+    {
+        var entry = zip.GetEntry(name) ?? throw new InvalidOperationException($"{name} is not in the package.");
+        using var stream = entry.Open();
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    }
+}
