@@ -214,6 +214,9 @@ namespace UniAD.Build
                     stream.WriteByte((byte)(flags >> 8));
                 }
 
+                // Keep the original timestamp: MSBuild then sees the output copy as up to date with the
+                // package's file and does not copy (and re-patch) it on every incremental build.
+                File.SetLastWriteTimeUtc(temp, File.GetLastWriteTimeUtc(path));
                 File.Replace(temp, path, null); // an atomic rename on Unix
             }
             finally
