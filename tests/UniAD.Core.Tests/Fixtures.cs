@@ -1,3 +1,7 @@
+using System.Text.Json;
+using UniAD.Core.Reconstruction;
+using UniAD.Core.Weights;
+
 namespace UniAD.Core.Tests;
 
 /// <summary>
@@ -46,6 +50,15 @@ public static class Fixtures
     {
         var root = source == Shared ? SharedRoot ?? throw new InvalidOperationException("No shared fixture root.") : EmbeddedRoot;
         return Path.Combine(root, category, caseName);
+    }
+
+    /// <summary>A reconstruction network built from a reference config and loaded (strictly) from a .pth state dict.</summary>
+    public static UniADReconstruction LoadReconstruction(JsonElement referenceConfig, string stateDictPath)
+    {
+        var model = new UniADReconstruction(ReconstructionOptions.FromReferenceConfig(referenceConfig));
+        using var weights = StateDict.ReadPyTorch(stateDictPath);
+        StateDict.Load(model, weights);
+        return model;
     }
 
     private static IEnumerable<(string Root, string Source)> Roots()

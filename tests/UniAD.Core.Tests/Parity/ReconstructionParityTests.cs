@@ -20,14 +20,7 @@ public sealed class ReconstructionParityTests(ITestOutputHelper output)
     {
         var dir = Fixtures.CaseDirectory("reconstruction", caseName, source);
         using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "config.json")));
-        var options = ReconstructionOptions.FromReferenceConfig(config.RootElement);
-
-        using var model = new UniADReconstruction(options);
-        using (var weights = StateDict.ReadPyTorch(Path.Combine(dir, "state_dict.pth")))
-        {
-            StateDict.Load(model, weights);
-        }
-
+        using var model = Fixtures.LoadReconstruction(config.RootElement, Path.Combine(dir, "state_dict.pth"));
         model.eval();
         using var expected = StateDict.ReadSafetensors(Path.Combine(dir, "tensors.safetensors"));
         using var scope = NewDisposeScope();

@@ -22,17 +22,12 @@ public sealed class TrainingParityTests(ITestOutputHelper output)
         var dir = Fixtures.CaseDirectory("training", caseName, source);
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
         var config = doc.RootElement.GetProperty("config");
-        var options = ReconstructionOptions.FromReferenceConfig(config);
         Assert.Equal("AdamW", config.GetProperty("optimizer").GetString());
         var losses = doc.RootElement.GetProperty("losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         var norms = doc.RootElement.GetProperty("grad_norms_before_clip").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         var betas = config.GetProperty("betas").EnumerateArray().Select(e => e.GetDouble()).ToArray();
 
-        using var model = new UniADReconstruction(options);
-        using (var initial = StateDict.ReadPyTorch(Path.Combine(dir, "initial_state_dict.pth")))
-        {
-            StateDict.Load(model, initial);
-        }
+        using var model = Fixtures.LoadReconstruction(config, Path.Combine(dir, "initial_state_dict.pth"));
 
         using var batches = StateDict.ReadSafetensors(Path.Combine(dir, "batches.safetensors"));
         int steps = config.GetProperty("steps").GetInt32();
