@@ -271,6 +271,23 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
         Assert.True(values.TryGetValue("mask-neg-inf", out var negInf) && negInf == "100", "mask-neg-inf" + context);
         Assert.True(values.TryGetValue("mask-zero", out var zero) && zero == "156", "mask-zero" + context);
         Assert.True(values.TryGetValue("tensor-sum", out var sum) && sum == "12", "tensor-sum" + context);
+
+        // Publishing runs the same fix-up on the publish folder, and the published app runs.
+        string published = Path.Combine(consumer, "published");
+        var publish = DotnetCli.Run(consumer, PackedUniADCore.ProcessTimeout, "publish", "-c", "Release", "--no-build", "-o", published, "--disable-build-servers", "-nodeReuse:false");
+        _output.WriteLine(publish.Describe());
+        Assert.True(publish.ExitCode == 0, "The consumer did not publish:" + Environment.NewLine + publish.Describe());
+        string[] publishedLibraries = Directory.GetFiles(published, "libLibTorchSharp.so", SearchOption.AllDirectories);
+        Assert.NotEmpty(publishedLibraries);
+        foreach (string library in publishedLibraries)
+        {
+            var need = Assert.Single(ElfVersionPatcher.ReadVersionNeeds(File.ReadAllBytes(library), library), n => n.Version == Glibcxx3432);
+            Assert.True(systemHasIt || need.IsWeak, $"{library}: the {Glibcxx3432} need is not weak after publish.{Environment.NewLine}{publish.Describe()}");
+        }
+
+        var runPublished = DotnetCli.Run(published, PackedUniADCore.ProcessTimeout, "exec", Path.Combine(published, "Consumer.dll"));
+        Assert.True(runPublished.ExitCode == 0, "The published consumer failed:" + Environment.NewLine + runPublished.Describe());
+        Assert.Contains("mask-neg-inf=100", runPublished.StandardOutput, StringComparison.Ordinal);
     }
 
     private static byte[] ReadEntry(ZipArchive zip, string name)
