@@ -144,13 +144,17 @@ public static class StateDict
     /// <paramref name="ignoreUnexpected"/> accepts it. On any mismatch nothing is copied and the
     /// exception lists every offending key.
     /// </summary>
+    /// <param name="module">The module to fill.</param>
+    /// <param name="source">Name → tensor; names must be the module's own state-dict keys.</param>
+    /// <param name="ignoreUnexpected">Accepts keys the module lacks that may be skipped (reported in <see cref="StateDictLoadReport.Ignored"/>).</param>
+    /// <param name="allowMissing">Accepts module keys the source may lack; those keep their current values (e.g. BatchNorm's <c>num_batches_tracked</c>).</param>
     /// <exception cref="StateDictMismatchException">Missing, unexpected or wrongly shaped keys.</exception>
-    public static StateDictLoadReport Load(nn.Module module, IReadOnlyDictionary<string, Tensor> source, Func<string, bool>? ignoreUnexpected = null)
+    public static StateDictLoadReport Load(nn.Module module, IReadOnlyDictionary<string, Tensor> source, Func<string, bool>? ignoreUnexpected = null, Func<string, bool>? allowMissing = null)
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(source);
         var target = module.state_dict();
-        var missing = target.Keys.Where(k => !source.ContainsKey(k)).ToList();
+        var missing = target.Keys.Where(k => !source.ContainsKey(k) && allowMissing?.Invoke(k) != true).ToList();
         var unexpectedAll = source.Keys.Where(k => !target.ContainsKey(k)).ToList();
         var ignored = unexpectedAll.Where(k => ignoreUnexpected?.Invoke(k) == true).ToList();
         var unexpected = unexpectedAll.Except(ignored).ToList();
@@ -167,11 +171,14 @@ public static class StateDict
         {
             foreach (var (key, t) in target)
             {
-                t.copy_(source[key]);
+                if (source.TryGetValue(key, out var value))
+                {
+                    t.copy_(value);
+                }
             }
         }
 
-        return new StateDictLoadReport(target.Keys.ToList(), ignored);
+        return new StateDictLoadReport(target.Keys.Where(source.ContainsKey).ToList(), ignored);
     }
 
     private static IEnumerable<Tensor> Flatten(Hashtable table)

@@ -1,6 +1,6 @@
 namespace UniAD.Core.Weights;
 
-/// <summary>A state dict does not fit a module: keys are missing, unexpected, or of the wrong shape. The message lists them all.</summary>
+/// <summary>A state dict does not fit a module: keys are missing, unexpected, or of the wrong shape. The message lists them (the first 25 of each kind; the properties hold all).</summary>
 public sealed class StateDictMismatchException : Exception
 {
     /// <summary>Creates the exception; the message names every offending key.</summary>
@@ -21,22 +21,27 @@ public sealed class StateDictMismatchException : Exception
     /// <summary>Keys present in both with different shapes, as "key: expected [..], got [..]".</summary>
     public IReadOnlyList<string> ShapeMismatches { get; }
 
+    private const int Listed = 25;
+
+    private static string List(IReadOnlyList<string> keys, string separator) =>
+        keys.Count <= Listed ? string.Join(separator, keys) : $"{string.Join(separator, keys.Take(Listed))}{separator}... and {keys.Count - Listed} more";
+
     private static string Describe(string moduleName, string? source, IReadOnlyList<string> missing, IReadOnlyList<string> unexpected, IReadOnlyList<string> shapes)
     {
         var parts = new List<string>();
         if (missing.Count > 0)
         {
-            parts.Add($"missing keys ({missing.Count}): {string.Join(", ", missing)}");
+            parts.Add($"missing keys ({missing.Count}): {List(missing, ", ")}");
         }
 
         if (unexpected.Count > 0)
         {
-            parts.Add($"unexpected keys ({unexpected.Count}): {string.Join(", ", unexpected)}");
+            parts.Add($"unexpected keys ({unexpected.Count}): {List(unexpected, ", ")}");
         }
 
         if (shapes.Count > 0)
         {
-            parts.Add($"wrong shapes ({shapes.Count}): {string.Join("; ", shapes)}");
+            parts.Add($"wrong shapes ({shapes.Count}): {List(shapes, "; ")}");
         }
 
         string from = source is null ? string.Empty : $" from '{source}'";

@@ -1,0 +1,313 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using F = TorchSharp.torch.nn.functional;
+
+namespace UniAD.Core.Backbones;
+
+/// <summary>
+/// A 2-D convolution with EfficientNet-PyTorch's STATIC "same" padding: the padding is fixed at
+/// construction from the nominal input size, whatever size the input actually has. Parameters are
+/// named <c>weight</c> and <c>bias</c>, as in the reference's <c>Conv2dStaticSamePadding</c>.
+/// </summary>
+public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly Parameter? bias;
+    private readonly long stride;
+    private readonly long groups;
+    private readonly long[] padding;
+
+    /// <summary>Creates the convolution.</summary>
+    public Conv2dStaticSamePadding(long inChannels, long outChannels, int kernelSize, int stride, int nominalInputSize, bool bias, long groups = 1)
+        : base(nameof(Conv2dStaticSamePadding))
+    {
+        weight = new Parameter(empty(outChannels, inChannels / groups, kernelSize, kernelSize));
+        this.bias = bias ? new Parameter(zeros(outChannels)) : null;
+        this.stride = stride;
+        this.groups = groups;
+        var (left, right, top, bottom) = EfficientNetSpec.SamePadding(nominalInputSize, kernelSize, stride);
+        padding = new long[] { left, right, top, bottom };
+        RegisterComponents();
+        using var _ = no_grad();
+        init.kaiming_uniform_(weight, Math.Sqrt(5));
+    }
+
+    /// <summary>The static padding (left, right, top, bottom).</summary>
+    public IReadOnlyList<long> Padding => padding;
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        var x = padding.Any(p => p != 0) ? F.pad(input, padding) : input;
+        return F.conv2d(x, weight, bias, strides: new[] { stride, stride }, groups: groups).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>EfficientNet's mobile inverted bottleneck block with squeeze-excitation (EfficientNet-PyTorch key names).</summary>
+public sealed class MBConvBlock : Module<Tensor, Tensor>
+{
+    private readonly Conv2dStaticSamePadding? _expand_conv;
+    private readonly BatchNorm2d? _bn0;
+    private readonly Conv2dStaticSamePadding _depthwise_conv;
+    private readonly BatchNorm2d _bn1;
+    private readonly Conv2dStaticSamePadding _se_reduce;
+    private readonly Conv2dStaticSamePadding _se_expand;
+    private readonly Conv2dStaticSamePadding _project_conv;
+    private readonly BatchNorm2d _bn2;
+    private readonly bool skip;
+
+    /// <summary>Builds the block described by <paramref name="spec"/>.</summary>
+    public MBConvBlock(MBConvBlockSpec spec)
+        : base(nameof(MBConvBlock))
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        Spec = spec;
+        const double eps = 1e-3, momentum = 0.01;
+        int expanded = spec.InputFilters * spec.ExpandRatio;
+        if (spec.ExpandRatio != 1)
+        {
+            _expand_conv = new Conv2dStaticSamePadding(spec.InputFilters, expanded, 1, 1, spec.InputSize, bias: false);
+            _bn0 = BatchNorm2d(expanded, eps, momentum);
+        }
+
+        _depthwise_conv = new Conv2dStaticSamePadding(expanded, expanded, spec.KernelSize, spec.Stride, spec.InputSize, bias: false, groups: expanded);
+        _bn1 = BatchNorm2d(expanded, eps, momentum);
+        int squeezed = Math.Max(1, (int)(spec.InputFilters * spec.SeRatio));
+        _se_reduce = new Conv2dStaticSamePadding(expanded, squeezed, 1, 1, 1, bias: true);
+        _se_expand = new Conv2dStaticSamePadding(squeezed, expanded, 1, 1, 1, bias: true);
+        _project_conv = new Conv2dStaticSamePadding(expanded, spec.OutputFilters, 1, 1, (int)Math.Ceiling(spec.InputSize / (double)spec.Stride), bias: false);
+        _bn2 = BatchNorm2d(spec.OutputFilters, eps, momentum);
+        skip = spec.Stride == 1 && spec.InputFilters == spec.OutputFilters;
+        RegisterComponents();
+    }
+
+    /// <summary>The block's architecture.</summary>
+    public MBConvBlockSpec Spec { get; }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor inputs)
+    {
+        using var scope = NewDisposeScope();
+        var x = inputs;
+        if (_expand_conv is not null)
+        {
+            x = F.silu(_bn0!.forward(_expand_conv.forward(x)));
+        }
+
+        x = F.silu(_bn1.forward(_depthwise_conv.forward(x)));
+        var squeezed = F.adaptive_avg_pool2d(x, new long[] { 1, 1 });
+        squeezed = _se_expand.forward(F.silu(_se_reduce.forward(squeezed)));
+        x = sigmoid(squeezed) * x;
+        x = _bn2.forward(_project_conv.forward(x));
+        if (skip)
+        {
+            x = x + inputs; // drop-connect is a training-time regulariser; the backbone is frozen
+        }
+
+        return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// EfficientNet with EfficientNet-PyTorch's structure and state-dict keys (<c>_conv_stem</c>, <c>_bn0</c>,
+/// <c>_blocks.{i}</c>, and with the head <c>_conv_head</c>, <c>_bn1</c>, <c>_fc</c>). It can be built
+/// truncated after any block, which is what the feature extractor does.
+/// </summary>
+public sealed class EfficientNet : Module<Tensor, Tensor>
+{
+    private readonly Conv2dStaticSamePadding _conv_stem;
+    private readonly BatchNorm2d _bn0;
+    private readonly ModuleList<MBConvBlock> _blocks;
+    private readonly Conv2dStaticSamePadding? _conv_head;
+    private readonly BatchNorm2d? _bn1;
+    private readonly Linear? _fc;
+
+    /// <summary>Builds the network up to and including block <paramref name="lastBlock"/> (all blocks when null); the head and classifier only when <paramref name="includeHead"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The block index is outside the variant's blocks, or a head is asked for on a truncated network.</exception>
+    public EfficientNet(EfficientNetSpec spec, int? lastBlock = null, bool includeHead = false, int numClasses = 1000)
+        : base(nameof(EfficientNet))
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        int last = lastBlock ?? spec.Blocks.Count - 1;
+        if (last < 0 || last >= spec.Blocks.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(lastBlock), lastBlock, $"{spec.ModelName} has blocks 0 to {spec.Blocks.Count - 1}.");
+        }
+
+        if (includeHead && last != spec.Blocks.Count - 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(includeHead), "The head needs every block.");
+        }
+
+        Spec = spec;
+        _conv_stem = new Conv2dStaticSamePadding(3, spec.StemFilters, 3, 2, spec.Resolution, bias: false);
+        _bn0 = BatchNorm2d(spec.StemFilters, 1e-3, 0.01);
+        _blocks = new ModuleList<MBConvBlock>();
+        foreach (var block in spec.Blocks.Take(last + 1))
+        {
+            _blocks.Add(new MBConvBlock(block));
+        }
+
+        if (includeHead)
+        {
+            int headInput = (int)Math.Ceiling(spec.Resolution / (double)spec.Blocks[^1].OutputStride);
+            _conv_head = new Conv2dStaticSamePadding(spec.Blocks[^1].OutputFilters, spec.HeadFilters, 1, 1, headInput, bias: false);
+            _bn1 = BatchNorm2d(spec.HeadFilters, 1e-3, 0.01);
+            _fc = Linear(spec.HeadFilters, numClasses);
+        }
+
+        RegisterComponents();
+    }
+
+    /// <summary>The architecture.</summary>
+    public EfficientNetSpec Spec { get; }
+
+    /// <summary>Number of blocks built.</summary>
+    public int BlockCount => _blocks.Count;
+
+    /// <summary>Runs the stem and blocks, calling <paramref name="onBlock"/> with each block's index and output.</summary>
+    public Tensor ForwardBlocks(Tensor images, Action<int, Tensor>? onBlock)
+    {
+        using var scope = NewDisposeScope();
+        var x = F.silu(_bn0.forward(_conv_stem.forward(images)));
+        for (int i = 0; i < _blocks.Count; i++)
+        {
+            x = _blocks[i].forward(x);
+            onBlock?.Invoke(i, x);
+        }
+
+        return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Classifier logits when built with the head; otherwise the last block's output.</summary>
+    public override Tensor forward(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var x = ForwardBlocks(images, null);
+        if (_conv_head is not null)
+        {
+            x = F.silu(_bn1!.forward(_conv_head.forward(x)));
+            x = F.adaptive_avg_pool2d(x, new long[] { 1, 1 }).flatten(1);
+            x = _fc!.forward(x);
+        }
+
+        return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// EfficientNet features for UniAD: outputs of the requested blocks (the reference's <c>outblocks</c>),
+/// with their channels and strides. The paper uses <c>efficientnet-b4</c>, layers 1..4 = blocks 1, 5, 9,
+/// 21 (24, 32, 56, 160 channels at strides 2, 4, 8, 16). State-dict keys are EfficientNet-PyTorch's.
+/// </summary>
+public sealed class EfficientNetFeatureExtractor : FeatureExtractor
+{
+    // Held through delegates, not as a Module field: a parent's RegisterComponents() would otherwise
+    // register the wrapper too and prefix every key with its field name.
+    private readonly Func<Tensor, Action<int, Tensor>?, Tensor> forwardBlocks;
+    private readonly int builtBlocks;
+    private readonly int[] blocks;
+
+    private EfficientNetFeatureExtractor(EfficientNetSpec spec, IReadOnlyList<FeatureInfo> outputs)
+        : base(nameof(EfficientNetFeatureExtractor), outputs)
+    {
+        Spec = spec;
+        blocks = outputs.Select(o => o.Block).ToArray();
+        var model = new EfficientNet(spec, blocks.Max());
+        forwardBlocks = model.ForwardBlocks;
+        builtBlocks = model.BlockCount;
+        // The network's children are registered directly, so that this module's state-dict keys are
+        // EfficientNet-PyTorch's own (_conv_stem.weight, _blocks.0..., as under the reference's backbone.).
+        foreach (var (name, child) in model.named_children())
+        {
+            register_module(name, child);
+        }
+
+        Freeze();
+    }
+
+    /// <summary>The architecture.</summary>
+    public EfficientNetSpec Spec { get; }
+
+    /// <inheritdoc />
+    public override string ModelName => Spec.ModelName;
+
+    /// <summary>Features of the reference's layers (1..5, e.g. b4: 1 → block 1, 4 → block 21).</summary>
+    /// <exception cref="ArgumentException">Unknown variant, or a layer outside 1..5, repeated or out of order.</exception>
+    public static EfficientNetFeatureExtractor FromLayers(string variant, IReadOnlyList<int> layers)
+    {
+        var spec = EfficientNetSpec.Get(variant);
+        ArgumentNullException.ThrowIfNull(layers);
+        CheckIncreasing(layers, 1, 5, "layer", spec.ModelName);
+        return new EfficientNetFeatureExtractor(spec, layers.Select(l => Info(spec, l, spec.OfficialOutputBlocks[l - 1])).ToArray());
+    }
+
+    /// <summary>Features of explicit 0-based blocks (the reference's <c>outblocks</c>), optionally checked against expected strides.</summary>
+    /// <exception cref="ArgumentException">Unknown variant, a block outside the network, repeated or out of order, or strides that do not match.</exception>
+    public static EfficientNetFeatureExtractor FromBlocks(string variant, IReadOnlyList<int> outBlocks, IReadOnlyList<int>? expectedStrides = null) =>
+        FromBlocks(EfficientNetSpec.Get(variant), outBlocks, expectedStrides);
+
+    /// <summary>Features of explicit 0-based blocks of the network described by <paramref name="spec"/>.</summary>
+    /// <exception cref="ArgumentException">A block outside the network, repeated or out of order, or strides that do not match.</exception>
+    public static EfficientNetFeatureExtractor FromBlocks(EfficientNetSpec spec, IReadOnlyList<int> outBlocks, IReadOnlyList<int>? expectedStrides = null)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(outBlocks);
+        CheckIncreasing(outBlocks, 0, spec.Blocks.Count - 1, "block", spec.ModelName);
+        var outputs = outBlocks.Select((b, i) => Info(spec, i + 1, b)).ToArray();
+        if (expectedStrides is not null && !expectedStrides.SequenceEqual(outputs.Select(o => o.Stride)))
+        {
+            throw new ArgumentException($"{spec.ModelName} blocks [{string.Join(", ", outBlocks)}] have strides [{string.Join(", ", outputs.Select(o => o.Stride))}], not the expected [{string.Join(", ", expectedStrides)}].", nameof(expectedStrides));
+        }
+
+        return new EfficientNetFeatureExtractor(spec, outputs);
+    }
+
+    /// <inheritdoc />
+    public override bool IsUncomputedKey(string key) =>
+        key.StartsWith("_conv_head.", StringComparison.Ordinal) || key.StartsWith("_bn1.", StringComparison.Ordinal) ||
+        key.StartsWith("_fc.", StringComparison.Ordinal) ||
+        (key.StartsWith("_blocks.", StringComparison.Ordinal) && int.TryParse(key.AsSpan(8, key.IndexOf('.', 8) < 0 ? key.Length - 8 : key.IndexOf('.', 8) - 8), out int block) && block >= builtBlocks && block < Spec.Blocks.Count);
+
+    /// <inheritdoc />
+    protected override Tensor[] Extract(Tensor images)
+    {
+        var features = new Tensor[blocks.Length];
+        var position = blocks.Select((b, i) => (b, i)).ToDictionary(p => p.b, p => p.i);
+        forwardBlocks(images, (index, x) =>
+        {
+            if (position.TryGetValue(index, out int slot))
+            {
+                features[slot] = x.alias().MoveToOuterDisposeScope(); // out of ForwardBlocks' scope
+            }
+        });
+        return features;
+    }
+
+    private static FeatureInfo Info(EfficientNetSpec spec, int layer, int block) =>
+        new(layer, block, spec.Blocks[block].OutputFilters, spec.Blocks[block].OutputStride);
+
+    internal static void CheckIncreasing(IReadOnlyList<int> values, int min, int max, string what, string model)
+    {
+        if (values.Count == 0)
+        {
+            throw new ArgumentException($"{model}: at least one output {what} is needed.");
+        }
+
+        for (int i = 0; i < values.Count; i++)
+        {
+            if (values[i] < min || values[i] > max)
+            {
+                throw new ArgumentException($"{model}: output {what} {values[i]} is outside {min}..{max}.");
+            }
+
+            if (i > 0 && values[i] <= values[i - 1])
+            {
+                throw new ArgumentException($"{model}: output {what}s must be strictly increasing, got [{string.Join(", ", values)}].");
+            }
+        }
+    }
+}
