@@ -13,6 +13,7 @@ public static class Fixtures
 {
     public const string Shared = "shared";
     public const string Embedded = "embedded";
+    public const string Missing = "missing";
 
     public static string EmbeddedRoot => Path.Combine(AppContext.BaseDirectory, "Fixtures");
 
@@ -43,11 +44,23 @@ public static class Fixtures
             }
         }
 
+        if (data.Count == 0)
+        {
+            // No case anywhere (the large categories live only in the shared fixtures): one row that fails
+            // with a clear message instead of xunit's bare "no data found".
+            data.Add($"(no {category} case: shared fixtures not found; set UNIAD_FIXTURES_DIR)", Missing);
+        }
+
         return data;
     }
 
     public static string CaseDirectory(string category, string caseName, string source)
     {
+        if (source == Missing)
+        {
+            throw new DirectoryNotFoundException($"No '{category}' fixture case: the shared fixtures were not found next to the repository ({Path.GetFullPath(Path.Combine(RepositoryRoot, "..", "shared", "fixtures"))}) and UNIAD_FIXTURES_DIR is not set.");
+        }
+
         var root = source == Shared ? SharedRoot ?? throw new InvalidOperationException("No shared fixture root.") : EmbeddedRoot;
         return Path.Combine(root, category, caseName);
     }

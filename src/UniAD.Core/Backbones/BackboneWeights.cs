@@ -9,7 +9,7 @@ namespace UniAD.Core.Backbones;
 /// <param name="Source">The file (or description) the weights came from.</param>
 /// <param name="Prefix">The key prefix that was stripped (<c>module.</c>, <c>backbone.</c>, <c>module.backbone.</c>) or empty.</param>
 /// <param name="Loaded">Number of tensors copied into the extractor.</param>
-/// <param name="Ignored">Keys that were skipped: parts of the complete model that are not computed (later blocks, head, classifier) and keys outside the prefix (e.g. a whole model's reconstruction weights).</param>
+/// <param name="Ignored">Keys, as named in the file, that were skipped: parts of the complete model that are not computed (later blocks, head, classifier) and keys outside the prefix (e.g. a whole model's reconstruction weights).</param>
 public sealed record BackboneLoadReport(string Source, string Prefix, int Loaded, IReadOnlyList<string> Ignored);
 
 /// <summary>Loads pretrained weights into a <see cref="FeatureExtractor"/> and says where official files come from.</summary>
@@ -79,7 +79,7 @@ public static class BackboneWeights
             ignoreUnexpected: extractor.IsUncomputedKey,
             allowMissing: k => k.EndsWith(".num_batches_tracked", StringComparison.Ordinal));
         extractor.MarkLoaded();
-        var ignored = report.Ignored.Concat(outside).ToList();
+        var ignored = report.Ignored.Select(k => prefix + k).Concat(outside).ToList(); // as named in the file
         logger.LogInformation("Loaded {Count} tensors of {Model} from {Source} (prefix '{Prefix}'); skipped {Ignored} keys of parts not computed or outside the backbone.", report.Loaded.Count, extractor.ModelName, source, prefix, ignored.Count);
         return new BackboneLoadReport(source, prefix, report.Loaded.Count, ignored);
     }

@@ -1,0 +1,123 @@
+using Microsoft.Extensions.Logging;
+using UniAD.Core.Backbones;
+using static TorchSharp.torch;
+
+namespace UniAD.Core.Tests.Backbones;
+
+public sealed class EfficientNetTests
+{
+    [Theory]
+    [InlineData("b0", new[] { 0, 2, 4, 10, 15 })]
+    [InlineData("b1", new[] { 1, 4, 7, 15, 22 })]
+    [InlineData("b2", new[] { 1, 4, 7, 15, 22 })]
+    [InlineData("b3", new[] { 1, 4, 7, 17, 25 })]
+    [InlineData("b4", new[] { 1, 5, 9, 21, 31 })]
+    [InlineData("b5", new[] { 2, 7, 12, 26, 38 })]
+    [InlineData("b6", new[] { 2, 8, 14, 30, 44 })]
+    public void Official_output_blocks_match_the_reference(string variant, int[] expected)
+    {
+        Assert.Equal(expected, EfficientNetSpec.Get(variant).OfficialOutputBlocks);
+    }
+
+    [Fact]
+    public void B4_layers_have_the_papers_channels_and_strides()
+    {
+        using var extractor = EfficientNetFeatureExtractor.FromLayers("efficientnet-b4", new[] { 1, 2, 3, 4 });
+        Assert.Equal(new[] { 24, 32, 56, 160 }, extractor.Channels);
+        Assert.Equal(new[] { 2, 4, 8, 16 }, extractor.Strides);
+        Assert.Equal(new[] { 1, 5, 9, 21 }, extractor.Outputs.Select(o => o.Block));
+        Assert.Equal(272, extractor.Channels.Sum());
+
+        // Stops after block 21: blocks 22..31, the head and the classifier are not built.
+        var keys = extractor.state_dict().Keys.ToList();
+        Assert.Contains(keys, k => k.StartsWith("_blocks.21.", StringComparison.Ordinal));
+        Assert.DoesNotContain(keys, k => k.StartsWith("_blocks.22.", StringComparison.Ordinal) || k.StartsWith("_conv_head", StringComparison.Ordinal) || k.StartsWith("_fc", StringComparison.Ordinal));
+        Assert.StartsWith("_conv_stem.", keys[0], StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("b0", 32, 1280, 16)]
+    [InlineData("b4", 48, 1792, 32)]
+    [InlineData("b7", 64, 2560, 55)]
+    public void Compound_scaling_follows_efficientnet_pytorch(string variant, int stem, int head, int blocks)
+    {
+        var spec = EfficientNetSpec.Get(variant);
+        Assert.Equal(stem, spec.StemFilters);
+        Assert.Equal(head, spec.HeadFilters);
+        Assert.Equal(blocks, spec.Blocks.Count);
+    }
+
+    [Theory]
+    [InlineData(380, 3, 2, 0, 1)]
+    [InlineData(95, 5, 2, 2, 2)]
+    [InlineData(56, 5, 2, 1, 2)]
+    [InlineData(24, 5, 1, 2, 2)]
+    [InlineData(14, 1, 1, 0, 0)]
+    public void Static_same_padding_is_computed_from_the_nominal_size(int size, int kernel, int stride, int before, int after)
+    {
+        var (left, right, top, bottom) = EfficientNetSpec.SamePadding(size, kernel, stride);
+        Assert.Equal((before, after, before, after), (left, right, top, bottom));
+    }
+
+    [Fact]
+    public void Full_b0_has_the_known_parameter_count()
+    {
+        // EfficientNet-B0 with its 1000-class head has 5,288,548 parameters.
+        using var full = new EfficientNet(EfficientNetSpec.Get("b0"), includeHead: true);
+        Assert.Equal(5_288_548L, full.parameters().Sum(p => p.numel()));
+        using var scope = NewDisposeScope();
+        full.eval();
+        Assert.Equal(new long[] { 1, 1000 }, full.forward(randn(1, 3, 64, 64)).shape);
+    }
+
+    [Fact]
+    public void Extractor_is_frozen_and_stays_in_eval_mode()
+    {
+        using var extractor = EfficientNetFeatureExtractor.FromLayers("b0", new[] { 1, 2 });
+        Assert.All(extractor.parameters(), p => Assert.False(p.requires_grad));
+        extractor.train();
+        Assert.False(extractor.training);
+        Assert.All(extractor.modules(), m => Assert.False(m.training));
+
+        using var scope = NewDisposeScope();
+        var images = randn(2, 3, 64, 64, requires_grad: true);
+        var features = extractor.forward(images);
+        Assert.Equal(new long[] { 2, 16, 32, 32 }, features[0].shape);
+        Assert.Equal(new long[] { 2, 24, 16, 16 }, features[1].shape);
+        Assert.All(features, f => Assert.False(f.requires_grad));
+    }
+
+    [Theory]
+    [InlineData(new[] { 0 })]
+    [InlineData(new[] { 6 })]
+    [InlineData(new[] { 2, 1 })]
+    [InlineData(new int[0])]
+    public void Impossible_layers_are_rejected(int[] layers)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => EfficientNetFeatureExtractor.FromLayers("b4", layers));
+        Assert.Contains("efficientnet-b4", ex.Message);
+    }
+
+    [Fact]
+    public void Unknown_variant_and_bad_images_are_rejected()
+    {
+        Assert.Contains("b9", Assert.Throws<ArgumentException>(() => EfficientNetSpec.Get("b9")).Message);
+        using var extractor = EfficientNetFeatureExtractor.FromLayers("b0", new[] { 1 });
+        using var scope = NewDisposeScope();
+        Assert.Contains("1, 4, 32, 32", Assert.Throws<ArgumentException>(() => extractor.forward(randn(1, 4, 32, 32))).Message);
+        Assert.Throws<ArgumentException>(() => extractor.forward(ones(new long[] { 1, 3, 32, 32 }, dtype: ScalarType.Byte)));
+    }
+
+    [Fact]
+    public void Random_backbone_warns_and_says_where_weights_come_from()
+    {
+        var logger = new TestLogger();
+        using var extractor = Backbone.Create("efficientnet-b4", new[] { 1, 2, 3, 4 }, logger: logger);
+        Assert.True(extractor.IsRandom);
+        var warning = Assert.Single(logger.Entries, e => e.Level == LogLevel.Warning);
+        Assert.Contains("RANDOM", warning.Message);
+        Assert.Contains("meaningless", warning.Message);
+        Assert.Contains("efficientnet-b4-6ed6700e.pth", warning.Message);
+        Assert.Contains("resnet18", warning.Message);
+    }
+}
