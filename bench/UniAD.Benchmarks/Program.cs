@@ -1,5 +1,5 @@
 // UniAD.Core benchmarks: prints median timings of the library's hot paths on this machine.
-// Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--runs N] [--warmup N] [--threads N]
+// Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--runs N] [--warmup N] [--threads N] [--only GROUP]
 using System.Diagnostics;
 using System.Globalization;
 using TorchSharp;
@@ -19,7 +19,23 @@ Console.WriteLine($"UniAD.Core benchmarks | {Environment.ProcessorCount} logical
 Console.WriteLine($"runs {runs}, warm-up {warmup}; figures are the median over runs");
 Console.WriteLine();
 
-ReconstructionBenchmarks.Run(runs, warmup);
+var groups = new Dictionary<string, Action>(StringComparer.OrdinalIgnoreCase)
+{
+    ["reconstruction"] = () => ReconstructionBenchmarks.Run(runs, warmup),
+    ["backbone"] = () => BackboneBenchmarks.Run(runs, warmup),
+};
+var only = Array.IndexOf(args, "--only") is int at and >= 0 && at + 1 < args.Length ? args[at + 1] : null;
+if (only is not null && !groups.ContainsKey(only))
+{
+    throw new ArgumentException($"--only takes one of: {string.Join(", ", groups.Keys)}; got '{only}'.");
+}
+
+foreach (var (name, run) in groups.Where(g => only is null || g.Key.Equals(only, StringComparison.OrdinalIgnoreCase)))
+{
+    Console.WriteLine($"== {name}");
+    run();
+    Console.WriteLine();
+}
 
 static int ArgValue(string[] args, string name, int fallback)
 {
