@@ -18,14 +18,16 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
     private readonly Parameter in_proj_weight;
     private readonly Parameter in_proj_bias;
     private readonly Linear out_proj;
+    private readonly DropoutRandom dropoutRandom;
 
     /// <summary>Creates the layer with PyTorch's initialisation (Xavier-uniform in_proj, zero biases) made deterministic by <paramref name="generator"/>.</summary>
     /// <param name="embedDim">Model width E.</param>
     /// <param name="numHeads">Number of heads; must divide <paramref name="embedDim"/>.</param>
     /// <param name="dropout">Dropout probability on the attention weights (training only), in [0, 1).</param>
     /// <param name="generator">Random source for the initial weights; null uses TorchSharp's global generator.</param>
+    /// <param name="dropoutRandom">Random source of the attention dropout masks on the CPU; null uses one seeded with 0.</param>
     /// <exception cref="ArgumentOutOfRangeException">A size is not positive, the heads do not divide the width, or dropout is outside [0, 1).</exception>
-    public MultiheadAttention(long embedDim, long numHeads, double dropout = 0.0, Generator? generator = null)
+    public MultiheadAttention(long embedDim, long numHeads, double dropout = 0.0, Generator? generator = null, DropoutRandom? dropoutRandom = null)
         : base(nameof(MultiheadAttention))
     {
         if (embedDim <= 0)
@@ -46,6 +48,7 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
         EmbedDim = embedDim;
         NumHeads = numHeads;
         Dropout = dropout;
+        this.dropoutRandom = dropoutRandom ?? new DropoutRandom(0);
         in_proj_weight = new Parameter(empty(3 * embedDim, embedDim));
         in_proj_bias = new Parameter(zeros(3 * embedDim));
         out_proj = Linear(embedDim, embedDim);
@@ -94,7 +97,23 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
         k = k.view(s, b, h, d).permute(1, 2, 0, 3);
         v = v.view(s, b, h, d).permute(1, 2, 0, 3);
 
-        var attended = F.scaled_dot_product_attention(q, k, v, attnMask, training ? Dropout : 0.0);
+        Tensor attended;
+        if (training && Dropout > 0 && q.device_type == TorchSharp.DeviceType.CPU)
+        {
+            // Explicit attention so the dropout mask of the weights comes from the fast seeded source.
+            var scores = q.matmul(k.transpose(-2, -1)) * (1.0 / Math.Sqrt(d));
+            if (attnMask is not null)
+            {
+                scores = scores + attnMask;
+            }
+
+            attended = dropoutRandom.Apply(F.softmax(scores, -1), Dropout).matmul(v);
+        }
+        else
+        {
+            attended = F.scaled_dot_product_attention(q, k, v, attnMask, training ? Dropout : 0.0);
+        }
+
         var merged = attended.permute(2, 0, 1, 3).reshape(l, b, e);
         return out_proj.forward(merged).MoveToOuterDisposeScope();
     }

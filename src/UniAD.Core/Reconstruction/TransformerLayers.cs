@@ -17,27 +17,28 @@ public sealed class TransformerEncoderLayer : Module<Tensor, Tensor, Tensor?, Te
 {
     private readonly MultiheadAttention self_attn;
     private readonly Linear linear1;
-    private readonly Dropout dropout;
+    private readonly SeededDropout dropout;
     private readonly Linear linear2;
     private readonly LayerNorm norm1;
     private readonly LayerNorm norm2;
-    private readonly Dropout dropout1;
-    private readonly Dropout dropout2;
+    private readonly SeededDropout dropout1;
+    private readonly SeededDropout dropout2;
     private readonly TransformerActivation activation;
     private readonly bool normalizeBefore;
 
     /// <summary>Creates the layer; every linear layer gets Xavier-uniform weights and zero biases.</summary>
-    public TransformerEncoderLayer(int hiddenDim, int numHeads, int feedForwardDim, double dropoutRate, TransformerActivation activation, bool normalizeBefore, Generator? generator = null)
+    public TransformerEncoderLayer(int hiddenDim, int numHeads, int feedForwardDim, double dropoutRate, TransformerActivation activation, bool normalizeBefore, Generator? generator = null, DropoutRandom? dropoutRandom = null)
         : base(nameof(TransformerEncoderLayer))
     {
-        self_attn = new MultiheadAttention(hiddenDim, numHeads, dropoutRate, generator);
+        dropoutRandom ??= new DropoutRandom(0);
+        self_attn = new MultiheadAttention(hiddenDim, numHeads, dropoutRate, generator, dropoutRandom);
         linear1 = Linear(hiddenDim, feedForwardDim);
-        dropout = Dropout(dropoutRate);
+        dropout = new SeededDropout(dropoutRate, dropoutRandom);
         linear2 = Linear(feedForwardDim, hiddenDim);
         norm1 = LayerNorm(hiddenDim);
         norm2 = LayerNorm(hiddenDim);
-        dropout1 = Dropout(dropoutRate);
-        dropout2 = Dropout(dropoutRate);
+        dropout1 = new SeededDropout(dropoutRate, dropoutRandom);
+        dropout2 = new SeededDropout(dropoutRate, dropoutRandom);
         this.activation = activation;
         this.normalizeBefore = normalizeBefore;
         RegisterComponents();
@@ -84,33 +85,34 @@ public sealed class TransformerDecoderLayer : Module<Tensor, Tensor, Tensor, Ten
     private readonly MultiheadAttention self_attn;
     private readonly MultiheadAttention multihead_attn;
     private readonly Linear linear1;
-    private readonly Dropout dropout;
+    private readonly SeededDropout dropout;
     private readonly Linear linear2;
     private readonly LayerNorm norm1;
     private readonly LayerNorm norm2;
     private readonly LayerNorm norm3;
-    private readonly Dropout dropout1;
-    private readonly Dropout dropout2;
-    private readonly Dropout dropout3;
+    private readonly SeededDropout dropout1;
+    private readonly SeededDropout dropout2;
+    private readonly SeededDropout dropout3;
     private readonly TransformerActivation activation;
     private readonly bool normalizeBefore;
 
     /// <summary>Creates the layer; the query embedding is N(0, 1), linear layers Xavier-uniform with zero biases.</summary>
-    public TransformerDecoderLayer(int hiddenDim, GridSize featureSize, int numHeads, int feedForwardDim, double dropoutRate, TransformerActivation activation, bool normalizeBefore, Generator? generator = null)
+    public TransformerDecoderLayer(int hiddenDim, GridSize featureSize, int numHeads, int feedForwardDim, double dropoutRate, TransformerActivation activation, bool normalizeBefore, Generator? generator = null, DropoutRandom? dropoutRandom = null)
         : base(nameof(TransformerDecoderLayer))
     {
+        dropoutRandom ??= new DropoutRandom(0);
         learned_embed = Embedding(featureSize.Count, hiddenDim);
-        self_attn = new MultiheadAttention(hiddenDim, numHeads, dropoutRate, generator);
-        multihead_attn = new MultiheadAttention(hiddenDim, numHeads, dropoutRate, generator);
+        self_attn = new MultiheadAttention(hiddenDim, numHeads, dropoutRate, generator, dropoutRandom);
+        multihead_attn = new MultiheadAttention(hiddenDim, numHeads, dropoutRate, generator, dropoutRandom);
         linear1 = Linear(hiddenDim, feedForwardDim);
-        dropout = Dropout(dropoutRate);
+        dropout = new SeededDropout(dropoutRate, dropoutRandom);
         linear2 = Linear(feedForwardDim, hiddenDim);
         norm1 = LayerNorm(hiddenDim);
         norm2 = LayerNorm(hiddenDim);
         norm3 = LayerNorm(hiddenDim);
-        dropout1 = Dropout(dropoutRate);
-        dropout2 = Dropout(dropoutRate);
-        dropout3 = Dropout(dropoutRate);
+        dropout1 = new SeededDropout(dropoutRate, dropoutRandom);
+        dropout2 = new SeededDropout(dropoutRate, dropoutRandom);
+        dropout3 = new SeededDropout(dropoutRate, dropoutRandom);
         this.activation = activation;
         this.normalizeBefore = normalizeBefore;
         RegisterComponents();

@@ -36,7 +36,7 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
         Options = options;
         using var init = new Generator((ulong)options.Seed);
         pos_embed = PositionEmbedding.Create(options.PositionEmbedding, options.FeatureSize, options.HiddenDim, init);
-        transformer = new UniADTransformer(options, init);
+        transformer = new UniADTransformer(options, init, new DropoutRandom(options.Seed ^ 0x5DEECE66DL));
         input_proj = Linear(options.InputChannels, options.HiddenDim);
         output_proj = Linear(options.HiddenDim, options.InputChannels);
         RegisterComponents();

@@ -13,13 +13,13 @@ public sealed class TransformerEncoder : Module<Tensor, Tensor, Tensor?, Tensor>
     private readonly LayerNorm? norm;
 
     /// <summary>Creates <see cref="ReconstructionOptions.NumEncoderLayers"/> encoder layers.</summary>
-    public TransformerEncoder(ReconstructionOptions options, Generator? generator = null)
+    public TransformerEncoder(ReconstructionOptions options, Generator? generator = null, DropoutRandom? dropoutRandom = null)
         : base(nameof(TransformerEncoder))
     {
         layers = new ModuleList<TransformerEncoderLayer>();
         for (int i = 0; i < options.NumEncoderLayers; i++)
         {
-            layers.Add(new TransformerEncoderLayer(options.HiddenDim, options.NumHeads, options.FeedForwardDim, options.Dropout, options.Activation, options.NormalizeBefore, generator));
+            layers.Add(new TransformerEncoderLayer(options.HiddenDim, options.NumHeads, options.FeedForwardDim, options.Dropout, options.Activation, options.NormalizeBefore, generator, dropoutRandom));
         }
 
         norm = options.NormalizeBefore ? LayerNorm(options.HiddenDim) : null;
@@ -52,13 +52,13 @@ public sealed class TransformerDecoder : Module<Tensor, Tensor, Tensor?, Tensor?
     private readonly LayerNorm norm;
 
     /// <summary>Creates the decoder layers.</summary>
-    public TransformerDecoder(ReconstructionOptions options, Generator? generator = null)
+    public TransformerDecoder(ReconstructionOptions options, Generator? generator = null, DropoutRandom? dropoutRandom = null)
         : base(nameof(TransformerDecoder))
     {
         layers = new ModuleList<TransformerDecoderLayer>();
         for (int i = 0; i < options.NumDecoderLayers; i++)
         {
-            layers.Add(new TransformerDecoderLayer(options.HiddenDim, options.FeatureSize, options.NumHeads, options.FeedForwardDim, options.Dropout, options.Activation, options.NormalizeBefore, generator));
+            layers.Add(new TransformerDecoderLayer(options.HiddenDim, options.FeatureSize, options.NumHeads, options.FeedForwardDim, options.Dropout, options.Activation, options.NormalizeBefore, generator, dropoutRandom));
         }
 
         norm = LayerNorm(options.HiddenDim);
@@ -87,12 +87,12 @@ public sealed class UniADTransformer : Module<Tensor, Tensor, Tensor>
     private readonly ReconstructionOptions options;
 
     /// <summary>Creates the encoder and decoder of <paramref name="options"/>.</summary>
-    public UniADTransformer(ReconstructionOptions options, Generator? generator = null)
+    public UniADTransformer(ReconstructionOptions options, Generator? generator = null, DropoutRandom? dropoutRandom = null)
         : base(nameof(UniADTransformer))
     {
         this.options = options;
-        encoder = new TransformerEncoder(options, generator);
-        decoder = new TransformerDecoder(options, generator);
+        encoder = new TransformerEncoder(options, generator, dropoutRandom);
+        decoder = new TransformerDecoder(options, generator, dropoutRandom);
         RegisterComponents();
     }
 
