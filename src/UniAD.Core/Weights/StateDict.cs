@@ -72,35 +72,10 @@ public static class StateDict
         return result;
     }
 
-    /// <summary>Reads a <c>.safetensors</c> file.</summary>
+    /// <summary>Reads a <c>.safetensors</c> file (tensors only; see <see cref="SafetensorsFile"/> for its metadata).</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="InvalidDataException">The file is not valid safetensors.</exception>
-    public static TensorDictionary ReadSafetensors(string path)
-    {
-        RequireFile(path);
-        Dictionary<string, Tensor> loaded;
-        try
-        {
-            using var scope = NewDisposeScope();
-            loaded = Safetensors.LoadStateDict(path);
-            foreach (var t in loaded.Values)
-            {
-                t.DetachFromDisposeScope();
-            }
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            throw new InvalidDataException($"'{path}' is not a readable safetensors file ({ex.GetType().Name}: {ex.Message}).", ex);
-        }
-
-        var result = new TensorDictionary { Source = path };
-        foreach (var (key, t) in loaded)
-        {
-            result.Add(key, t);
-        }
-
-        return result;
-    }
+    public static TensorDictionary ReadSafetensors(string path) => SafetensorsFile.Read(path).Tensors;
 
     /// <summary>
     /// Writes tensors to a <c>.safetensors</c> file atomically: the data goes to a temporary file in the
@@ -108,35 +83,7 @@ public static class StateDict
     /// </summary>
     /// <exception cref="ArgumentException">The path is empty.</exception>
     /// <exception cref="DirectoryNotFoundException">The target folder does not exist.</exception>
-    public static void SaveSafetensors(IReadOnlyDictionary<string, Tensor> tensors, string path)
-    {
-        ArgumentNullException.ThrowIfNull(tensors);
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        var full = Path.GetFullPath(path);
-        var folder = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(folder))
-        {
-            throw new DirectoryNotFoundException($"Cannot write '{full}': the folder '{folder}' does not exist.");
-        }
-
-        var temp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (NewDisposeScope())
-            {
-                Safetensors.SaveStateDict(temp, tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous()));
-            }
-
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
-            {
-                File.Delete(temp);
-            }
-        }
-    }
+    public static void SaveSafetensors(IReadOnlyDictionary<string, Tensor> tensors, string path) => SafetensorsFile.Write(path, tensors);
 
     /// <summary>
     /// Copies <paramref name="source"/> into <paramref name="module"/>'s parameters and buffers. Every
