@@ -142,10 +142,16 @@ internal sealed class BadInput
             throw error;
         }
 
-        logger.LogWarning("Skipping {Path}: {Reason}", path, reason);
+        Record(new SkippedFile(path, reason));
+    }
+
+    /// <summary>Records (and logs) a file skipped elsewhere.</summary>
+    public void Record(SkippedFile file)
+    {
+        logger.LogWarning("Skipping {Path}: {Reason}", file.Path, file.Reason);
         lock (skipped)
         {
-            skipped.Add(new SkippedFile(path, reason));
+            skipped.Add(file);
         }
     }
 

@@ -47,10 +47,7 @@ public sealed record PreprocessOptions
             throw new ArgumentException($"{nameof(Std)} must hold three finite positive values (R, G, B), got [{Describe(Std)}].", nameof(Std));
         }
 
-        if (MaxImagePixels <= 0)
-        {
-            throw new ArgumentException($"{nameof(MaxImagePixels)} = {MaxImagePixels} must be positive.", nameof(MaxImagePixels));
-        }
+        OptionCheck.Positive(MaxImagePixels);
     }
 
     /// <summary>
