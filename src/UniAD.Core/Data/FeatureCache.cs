@@ -57,7 +57,7 @@ public sealed record FeatureCacheOptions
 /// <param name="Total">Samples in the source.</param>
 /// <param name="InMemory">Already in memory.</param>
 /// <param name="FromDisk">Found valid on disk.</param>
-/// <param name="Computed">Run through the extractor now.</param>
+/// <param name="Computed">Decoded and run through the extractor now (images skipped as bad input not counted).</param>
 /// <param name="Skipped">Images left out as bad input (policy Skip), cumulative for this cache.</param>
 public sealed record FeatureCacheReport(int Total, int InMemory, int FromDisk, int Computed, IReadOnlyList<SkippedFile> Skipped);
 
@@ -181,13 +181,9 @@ public sealed class FeatureCache
             }
         }
 
-        if (missing.Count > 0)
-        {
-            Compute(source, keys, missing, progress, cancellationToken);
-        }
-
-        var report = new FeatureCacheReport(keys.Length, inMemory, fromDisk, missing.Count, bad.Skipped);
-        logger.LogInformation("Feature cache {Key}: {Total} images, {InMemory} in memory, {FromDisk} from disk, {Computed} computed, {Skipped} skipped", CacheKey, report.Total, inMemory, fromDisk, missing.Count, report.Skipped.Count);
+        int computed = missing.Count > 0 ? Compute(source, keys, missing, progress, cancellationToken) : 0;
+        var report = new FeatureCacheReport(keys.Length, inMemory, fromDisk, computed, bad.Skipped);
+        logger.LogInformation("Feature cache {Key}: {Total} images, {InMemory} in memory, {FromDisk} from disk, {Computed} computed, {Skipped} skipped", CacheKey, report.Total, inMemory, fromDisk, computed, report.Skipped.Count);
         return report;
     }
 
@@ -265,7 +261,7 @@ public sealed class FeatureCache
 
     private int Parallelism => OptionCheck.Threads(Options.MaxDegreeOfParallelism);
 
-    private void Compute(IImageSource source, string[] keys, List<int> missing, IProgress<DataProgress>? progress, CancellationToken cancellationToken)
+    private int Compute(IImageSource source, string[] keys, List<int> missing, IProgress<DataProgress>? progress, CancellationToken cancellationToken)
     {
         var loader = new ImageBatchLoader(source, new LoaderOptions
         {
@@ -276,7 +272,7 @@ public sealed class FeatureCache
             OnBadInput = Options.OnBadInput,
         }, logger);
         var size = Options.Preprocess.InputSize;
-        int done = 0;
+        int done = 0, computed = 0;
         foreach (var prepared in loader.Prepared(missing.ToArray(), epoch: 0, withMasks: false, cancellationToken))
         {
             int n = prepared.Samples.Count;
@@ -285,8 +281,7 @@ public sealed class FeatureCache
             using (var scope = NewDisposeScope())
             using (no_grad())
             {
-                var images = tensor(prepared.Images.Length == n * 3 * size.Count ? prepared.Images : prepared.Images.AsSpan(0, n * 3 * size.Count).ToArray(), new long[] { n, 3, size.Height, size.Width });
-                var features = extractor(images);
+                var features = extractor(prepared.ImageTensor(size));
                 if (features.dim() != 4 || features.shape[0] != n)
                 {
                     throw new InvalidOperationException($"The feature extractor must return {n} x C x h x w for {n} images, got [{string.Join(", ", features.shape)}].");
@@ -319,6 +314,7 @@ public sealed class FeatureCache
                 }
             });
 
+            computed += n;
             done += prepared.Consumed;
             progress?.Report(new DataProgress("features", done, missing.Count));
         }
@@ -338,6 +334,8 @@ public sealed class FeatureCache
                 }
             }
         }
+
+        return computed;
     }
 
     private string[] Ids(IImageSource source) => ids.GetValue(source, s =>

@@ -195,9 +195,8 @@ public sealed class ImageBatchLoader
         int done = 0;
         foreach (var prepared in Prepared(Order(epoch), epoch, Options.LoadMasks, cancellationToken))
         {
-            int n = prepared.Samples.Count;
-            var images = tensor(Exact(prepared.Images, n * 3 * size.Count), new long[] { n, 3, size.Height, size.Width });
-            var masks = prepared.Masks is null ? null : tensor(Exact(prepared.Masks, n * size.Count), new long[] { n, 1, size.Height, size.Width });
+            var images = prepared.ImageTensor(size);
+            var masks = prepared.MaskTensor(size);
             done += prepared.Consumed;
             progress?.Report(new DataProgress("decode", done, Source.Samples.Count));
             yield return new ImageBatch(images, masks, prepared.Samples);
@@ -323,8 +322,6 @@ public sealed class ImageBatchLoader
         }
     }
 
-    private static float[] Exact(float[] buffer, int length) => buffer.Length == length ? buffer : buffer.AsSpan(0, length).ToArray();
-
     /// <summary>Runs the next MoveNext of <paramref name="source"/> on the thread pool while the caller works on the current item.</summary>
     private static IEnumerable<T> Prefetch<T>(IEnumerable<T> source, CancellationToken cancellationToken)
     {
@@ -359,4 +356,14 @@ public sealed class ImageBatchLoader
 /// <param name="Samples">The images in the batch.</param>
 /// <param name="Indices">Their positions in the source.</param>
 /// <param name="Consumed">Samples of the order used up by this batch (including skipped ones).</param>
-internal sealed record PreparedBatch(float[] Images, float[]? Masks, List<ImageSample> Samples, List<int> Indices, int Consumed);
+internal sealed record PreparedBatch(float[] Images, float[]? Masks, List<ImageSample> Samples, List<int> Indices, int Consumed)
+{
+    /// <summary>The images as an n x 3 x H x W tensor.</summary>
+    public Tensor ImageTensor(GridSize size) => tensor(Filled(Images, 3 * size.Count), new long[] { Samples.Count, 3, size.Height, size.Width });
+
+    /// <summary>The masks as an n x 1 x H x W tensor, or null.</summary>
+    public Tensor? MaskTensor(GridSize size) => Masks is null ? null : tensor(Filled(Masks, size.Count), new long[] { Samples.Count, 1, size.Height, size.Width });
+
+    // The filled part of a buffer sized for a whole batch (the last batch may be short).
+    private float[] Filled(float[] buffer, int perImage) => buffer.Length == Samples.Count * perImage ? buffer : buffer.AsSpan(0, Samples.Count * perImage).ToArray();
+}

@@ -122,6 +122,8 @@ public sealed class FeatureCacheTests : IDisposable
         Assert.Throws<ImageFileException>(() => strict.Populate(withBad));
 
         var lenient = new FeatureCache(Extractor, "pool", new FeatureCacheOptions { Preprocess = Size16, OnBadInput = BadInputPolicy.Skip });
+        var report = lenient.Populate(withBad);
+        Assert.Equal((11, 10, 1), (report.Total, report.Computed, report.Skipped.Count));
         var batches = lenient.Batches(withBad, 4).ToList();
         Assert.Equal(10, batches.Sum(b => b.Count));
         batches.ForEach(b => b.Dispose());
