@@ -9,6 +9,18 @@ using static TorchSharp.torch;
 var runs = ArgValue(args, "--runs", 20);
 var warmup = ArgValue(args, "--warmup", 3);
 var threads = ArgValue(args, "--threads", 0);
+var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
+{
+    ["reconstruction"] = () => ReconstructionBenchmarks.Run(runs, warmup),
+    ["backbone"] = () => BackboneBenchmarks.Run(runs, warmup),
+    ["data"] = () => DataBenchmarks.Run(runs, warmup),
+};
+var only = ArgText(args, "--only");
+if (only is not null && !groups.ContainsKey(only))
+{
+    throw new ArgumentException($"--only needs one of {string.Join(", ", groups.Keys)}, got '{only}'.");
+}
+
 if (threads > 0)
 {
     set_num_threads(threads);
@@ -17,24 +29,27 @@ if (threads > 0)
 Console.WriteLine($"UniAD.Core benchmarks | {Environment.ProcessorCount} logical cores, torch threads {get_num_threads()}, " +
                   $"TorchSharp {typeof(torch).Assembly.GetName().Version}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
 Console.WriteLine($"runs {runs}, warm-up {warmup}; figures are the median over runs");
-Console.WriteLine();
-
-var groups = new Dictionary<string, Action>(StringComparer.OrdinalIgnoreCase)
+if (File.Exists("/proc/loadavg"))
 {
-    ["reconstruction"] = () => ReconstructionBenchmarks.Run(runs, warmup),
-    ["backbone"] = () => BackboneBenchmarks.Run(runs, warmup),
-};
-var only = Array.IndexOf(args, "--only") is int at and >= 0 && at + 1 < args.Length ? args[at + 1] : null;
-if (only is not null && !groups.ContainsKey(only))
-{
-    throw new ArgumentException($"--only takes one of: {string.Join(", ", groups.Keys)}; got '{only}'.");
+    Console.WriteLine($"load average at start (1, 5, 15 min): {string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3))}");
 }
 
-foreach (var (name, run) in groups.Where(g => only is null || g.Key.Equals(only, StringComparison.OrdinalIgnoreCase)))
+Console.WriteLine();
+
+foreach (var (name, run) in groups)
 {
-    Console.WriteLine($"== {name}");
-    run();
-    Console.WriteLine();
+    if (only is null || only == name)
+    {
+        Console.WriteLine($"== {name}");
+        run();
+        Console.WriteLine();
+    }
+}
+
+static string? ArgText(string[] args, string name)
+{
+    int i = Array.IndexOf(args, name);
+    return i < 0 ? null : i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{name} needs a value.");
 }
 
 static int ArgValue(string[] args, string name, int fallback)
@@ -77,6 +92,9 @@ internal static class Timing
 
     public static void Report(string name, int batch, double ms) =>
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-58} {ms,9:F1} ms  ({ms / batch,7:F1} ms/image)"));
+
+    public static void ReportRate(string name, int images, double ms) =>
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-58} {ms,9:F1} ms  ({images * 1000.0 / ms,7:F1} images/s)"));
 }
 
 /// <summary>The paper-size reconstruction network (272 x 14 x 14 in, 4 + 4 layers, width 256).</summary>

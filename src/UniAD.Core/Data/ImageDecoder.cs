@@ -1,0 +1,115 @@
+using SkiaSharp;
+
+namespace UniAD.Core.Data;
+
+/// <summary>
+/// Decodes image files with SkiaSharp (PNG, JPEG, BMP and whatever else Skia reads) into 8-bit RGB:
+/// grey and palette images are expanded, alpha is dropped without blending (as PIL's
+/// <c>convert("RGB")</c> does), 16-bit samples are scaled to 8 bits by Skia, colours are not
+/// colour-managed and EXIF orientation is not applied (neither does PIL's <c>Image.open</c>).
+/// </summary>
+public static class ImageDecoder
+{
+    /// <summary>PIL's decompression-bomb threshold (<c>Image.MAX_IMAGE_PIXELS</c>): 89,478,485 pixels.</summary>
+    public const long DefaultMaxPixels = 89_478_485;
+
+    /// <summary>Decodes an image file.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="maxPixels">Images with more pixels than this are refused before any pixel is decoded.</param>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ImageFileException">The file is empty, not an image, corrupt, truncated or too large.</exception>
+    public static RgbImage Decode(string path, long maxPixels = DefaultMaxPixels)
+    {
+        var (width, height, rgba) = DecodeRgba(ReadFile(path), path, maxPixels);
+        return new RgbImage(width, height, rgba);
+    }
+
+    /// <summary>Decodes an encoded image held in memory.</summary>
+    /// <param name="encoded">The file's bytes.</param>
+    /// <param name="name">A name for messages (a path or an identifier).</param>
+    /// <param name="maxPixels">Images with more pixels than this are refused before any pixel is decoded.</param>
+    /// <exception cref="ImageFileException">The data is empty, not an image, corrupt, truncated or too large.</exception>
+    public static RgbImage Decode(byte[] encoded, string name, long maxPixels = DefaultMaxPixels)
+    {
+        ArgumentNullException.ThrowIfNull(encoded);
+        var (width, height, rgba) = DecodeRgba(encoded, name, maxPixels);
+        return new RgbImage(width, height, rgba);
+    }
+
+    /// <summary>
+    /// Decodes a mask: grey values (colour masks are first turned grey with PIL's ITU-R 601-2 luma
+    /// rounding), any value above 0 is anomalous.
+    /// </summary>
+    internal static BinaryMask DecodeMask(string path, long maxPixels)
+    {
+        var (width, height, rgba) = DecodeRgba(ReadFile(path), path, maxPixels);
+        var values = new byte[width * height];
+        for (int i = 0, j = 0; i < values.Length; i++, j += 4)
+        {
+            // PIL: L = (R·19595 + G·38470 + B·7471 + 0x8000) >> 16, so L > 0 exactly when the sum reaches 65536.
+            int luma = (rgba[j] * 19595) + (rgba[j + 1] * 38470) + (rgba[j + 2] * 7471) + 0x8000;
+            values[i] = luma >= 65536 ? (byte)1 : (byte)0;
+        }
+
+        return new BinaryMask(width, height, values);
+    }
+
+    internal static void CheckSize(string name, long width, long height, long maxPixels)
+    {
+        if (width <= 0 || height <= 0)
+        {
+            throw new ImageFileException(name, $"the image claims a size of {width} x {height} pixels.");
+        }
+
+        if (width * height > maxPixels)
+        {
+            throw new ImageFileException(name, $"the image is {width} x {height} = {width * height:N0} pixels, more than the limit of {maxPixels:N0} (a decompression bomb?). Raise {nameof(PreprocessOptions)}.{nameof(PreprocessOptions.MaxImagePixels)} if the image is genuine.");
+        }
+
+        if (width * height * 4 > Array.MaxLength)
+        {
+            throw new ImageFileException(name, $"the image is {width} x {height} pixels, too large to decode into one buffer.");
+        }
+    }
+
+    private static byte[] ReadFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"Image file '{path}' does not exist.", path);
+        }
+
+        return File.ReadAllBytes(path);
+    }
+
+    private static (int Width, int Height, byte[] Rgba) DecodeRgba(byte[] encoded, string name, long maxPixels)
+    {
+        if (encoded.Length == 0)
+        {
+            throw new ImageFileException(name, "the file is empty (0 bytes).");
+        }
+
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = SKCodec.Create(data);
+        if (codec is null)
+        {
+            throw new ImageFileException(name, "not a readable image: the header is corrupt or the format unknown (PNG, JPEG and BMP are supported).");
+        }
+
+        var info = codec.Info;
+        CheckSize(name, info.Width, info.Height, maxPixels);
+
+        // No colour space on the target: Skia converts pixel formats only, never colours.
+        var alpha = info.AlphaType == SKAlphaType.Opaque ? SKAlphaType.Opaque : SKAlphaType.Unpremul;
+        var target = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, alpha);
+        var rgba = new byte[info.Width * info.Height * 4];
+        var result = codec.GetPixels(target, rgba);
+        return result switch
+        {
+            SKCodecResult.Success => (info.Width, info.Height, rgba),
+            SKCodecResult.IncompleteInput => throw new ImageFileException(name, "the image data is truncated (the file ends before the last row)."),
+            _ => throw new ImageFileException(name, $"the image data is corrupt ({result})."),
+        };
+    }
+}
