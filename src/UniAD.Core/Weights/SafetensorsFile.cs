@@ -33,12 +33,6 @@ public static class SafetensorsFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(tensors);
         var full = Path.GetFullPath(path);
-        var folder = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(folder))
-        {
-            throw new DirectoryNotFoundException($"Cannot write '{full}': the folder '{folder}' does not exist.");
-        }
-
         using var scope = NewDisposeScope();
         var header = new JsonObject();
         if (metadata is { Count: > 0 })
@@ -75,35 +69,22 @@ public static class SafetensorsFile
 
         var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
         int padding = (8 - (headerBytes.Length % 8)) % 8; // keeps the data aligned, as the reference writer does
-        var temp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
+        AtomicFile.Write(full, stream =>
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
+            Span<byte> length = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64LittleEndian(length, headerBytes.Length + padding);
+            stream.Write(length);
+            stream.Write(headerBytes);
+            for (int i = 0; i < padding; i++)
             {
-                Span<byte> length = stackalloc byte[8];
-                BinaryPrimitives.WriteInt64LittleEndian(length, headerBytes.Length + padding);
-                stream.Write(length);
-                stream.Write(headerBytes);
-                for (int i = 0; i < padding; i++)
-                {
-                    stream.WriteByte((byte)' ');
-                }
-
-                foreach (var t in data)
-                {
-                    stream.Write(t.bytes);
-                }
+                stream.WriteByte((byte)' ');
             }
 
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
+            foreach (var t in data)
             {
-                File.Delete(temp);
+                stream.Write(t.bytes);
             }
-        }
+        });
     }
 
     /// <summary>Reads every tensor (on the CPU) and the metadata.</summary>
