@@ -24,7 +24,7 @@ public sealed class FixtureInventoryTests(ITestOutputHelper output)
     {
         output.WriteLine($"shared fixture root: {Fixtures.SharedRoot ?? "(not found: embedded copies only)"}");
         int total = 0;
-        foreach (var category in new[] { "reconstruction", "training" })
+        foreach (var category in new[] { "reconstruction", "training", "metrics" })
         {
             var cases = Fixtures.Cases(category);
             Assert.NotEmpty(cases);
@@ -35,7 +35,7 @@ public sealed class FixtureInventoryTests(ITestOutputHelper output)
             }
         }
 
-        Assert.True(total >= 3, $"expected at least the 3 embedded cases, found {total}");
+        Assert.True(total >= 4, $"expected at least the 4 embedded cases, found {total}");
     }
 
     [Theory]
