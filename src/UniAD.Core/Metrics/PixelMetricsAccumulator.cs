@@ -9,8 +9,8 @@ namespace UniAD.Core.Metrics;
 /// adding everything in one batch, whatever the batching.
 /// </summary>
 /// <remarks>
-/// <para>Memory: 4 bytes per normal pixel and 8 per anomalous pixel (score and region id), plus, while
-/// <see cref="Compute"/> sorts, about as much again for the pixels added since the previous call. Scores are
+/// <para>Memory: 4 bytes per normal pixel and 8 per anomalous pixel (score and region id), in 4 MiB chunks;
+/// while <see cref="Compute"/> sorts, as much again for scratch space, released afterwards. Scores are
 /// radix-sorted once; AUROC, AP, F1-max and AU-PRO then come from one sweep over the distinct scores.</para>
 /// <para>A mask pixel &gt; 0 is anomalous and 0 is normal (as in the reference evaluator, so resized masks with
 /// values in (0, 1) count as anomalous); negative or NaN mask values and non-finite scores are rejected.
@@ -117,8 +117,7 @@ public sealed class PixelMetricsAccumulator
     private void AddCore<TMask>(ReadOnlySpan<float> maps, ReadOnlySpan<TMask> masks, int height, int width)
         where TMask : INumber<TMask>
     {
-        long anomalous = InputChecks.RequireMapsAndMasks(maps, masks, height, width);
-        _store.EnsureRoomFor(maps.Length - anomalous, anomalous);
+        InputChecks.RequireMapsAndMasks(maps, masks, height, width);
         int pixels = height * width;
         if (_anomalous.Length < pixels)
         {

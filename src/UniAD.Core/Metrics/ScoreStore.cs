@@ -2,110 +2,80 @@ namespace UniAD.Core.Metrics;
 
 /// <summary>
 /// Scores of normal and anomalous samples kept apart and compactly (4 bytes per normal sample, 8 per anomalous one
-/// with its region id), sorted on demand by radix sort and walked from the highest score to the lowest.
-/// The order in which samples were added is irrelevant to every metric, so sorting in place is harmless.
+/// with its region id), radix-sorted on demand and walked from the highest score to the lowest. The order in which
+/// samples were added is irrelevant to every metric, so the store sorts in place; adding more later and sweeping
+/// again sorts again.
 /// </summary>
 internal sealed class ScoreStore
 {
-    private readonly ChunkedBuffer<uint> _pendingNormals = new();
-    private readonly ChunkedBuffer<uint> _pendingPositives = new();
-    private readonly ChunkedBuffer<int>? _pendingRegions;
-    private uint[] _normals = [];
-    private uint[] _positives = [];
-    private int[] _regions = [];
+    private readonly ChunkedBuffer<uint> _normals = new();
+    private readonly ChunkedBuffer<uint> _positives = new();
+    private readonly ChunkedBuffer<int>? _regions;
+    private bool _sorted = true;
 
     /// <param name="withRegions">Keep a region id per anomalous sample (for AU-PRO).</param>
     public ScoreStore(bool withRegions)
     {
-        _pendingRegions = withRegions ? new ChunkedBuffer<int>() : null;
+        _regions = withRegions ? new ChunkedBuffer<int>() : null;
     }
 
-    public long Normals => _normals.Length + _pendingNormals.Count;
+    public long Normals => _normals.Count;
 
-    public long Positives => _positives.Length + _pendingPositives.Count;
+    public long Positives => _positives.Count;
 
-    /// <summary>Throws unless <paramref name="normals"/> and <paramref name="positives"/> more samples still fit in arrays.</summary>
-    public void EnsureRoomFor(long normals, long positives)
+    public void AddNormal(float score)
     {
-        if (Normals + normals > Array.MaxLength || Positives + positives > Array.MaxLength)
-        {
-            throw new InvalidOperationException($"Too many samples for one set: at most {Array.MaxLength} normal and {Array.MaxLength} anomalous samples can be accumulated.");
-        }
+        _normals.Add(ScoreKeys.ToKey(score));
+        _sorted = false;
     }
-
-    public void AddNormal(float score) => _pendingNormals.Add(ScoreKeys.ToKey(score));
 
     public void AddPositive(float score, int region)
     {
-        _pendingPositives.Add(ScoreKeys.ToKey(score));
-        _pendingRegions?.Add(region);
+        _positives.Add(ScoreKeys.ToKey(score));
+        _regions?.Add(region);
+        _sorted = false;
     }
 
-    /// <summary>
-    /// Sorts what was added since the last call into the sorted sets, then sweeps every distinct threshold.
-    /// </summary>
+    /// <summary>Sorts what is not sorted yet, then sweeps every distinct threshold from the highest down.</summary>
     /// <param name="regionMass">1 / (region size) per region id (AU-PRO); empty without regions.</param>
     /// <param name="fprLimit">The AU-PRO FPR limit.</param>
     public SweepResult Sweep(ReadOnlySpan<double> regionMass, double fprLimit)
     {
-        (_normals, _) = Merge(_normals, [], _pendingNormals, null);
-        (_positives, _regions) = Merge(_positives, _regions, _pendingPositives, _pendingRegions);
+        if (!_sorted)
+        {
+            RadixSort.Sort<int>(_normals, null);
+            RadixSort.Sort(_positives, _regions);
+            _sorted = true;
+        }
 
-        bool withRegions = _pendingRegions is not null && regionMass.Length > 0;
-        var sweep = new ThresholdSweep(_positives.Length, _normals.Length, withRegions ? regionMass.Length : 0, fprLimit);
-        uint[] normals = _normals, positives = _positives;
-        int[] regions = _regions;
-        int i = normals.Length - 1, j = positives.Length - 1;
+        bool withRegions = _regions is not null && regionMass.Length > 0;
+        var sweep = new ThresholdSweep(_positives.Count, _normals.Count, withRegions ? regionMass.Length : 0, fprLimit);
+        long i = _normals.Count - 1, j = _positives.Count - 1;
+        uint normal = i >= 0 ? _normals[i] : 0, positive = j >= 0 ? _positives[j] : 0;
         while (i >= 0 || j >= 0)
         {
-            uint key = i < 0 ? positives[j] : j < 0 ? normals[i] : Math.Max(normals[i], positives[j]);
-            int firstNormal = i;
-            while (i >= 0 && normals[i] == key)
+            uint key = i < 0 ? positive : j < 0 ? normal : Math.Max(normal, positive);
+            long firstNormal = i;
+            while (i >= 0 && normal == key)
             {
-                i--;
+                normal = --i >= 0 ? _normals[i] : 0;
             }
 
-            int firstPositive = j;
+            long firstPositive = j;
             double mass = 0;
-            while (j >= 0 && positives[j] == key)
+            while (j >= 0 && positive == key)
             {
                 if (withRegions)
                 {
-                    mass += regionMass[regions[j]];
+                    mass += regionMass[_regions![j]];
                 }
 
-                j--;
+                positive = --j >= 0 ? _positives[j] : 0;
             }
 
             sweep.Add(ScoreKeys.ToScore(key), firstPositive - j, firstNormal - i, mass);
         }
 
         return sweep.Result();
-    }
-
-    /// <summary>The sorted keys (and items) of <paramref name="sorted"/> and <paramref name="pending"/> together; empties <paramref name="pending"/>.</summary>
-    private static (uint[] Keys, int[] Items) Merge(uint[] sorted, int[] sortedItems, ChunkedBuffer<uint> pending, ChunkedBuffer<int>? pendingItems)
-    {
-        if (pending.Count == 0)
-        {
-            return (sorted, sortedItems);
-        }
-
-        int n = checked((int)(sorted.Length + pending.Count));
-        var keys = GC.AllocateUninitializedArray<uint>(n);
-        sorted.CopyTo(keys, 0);
-        pending.CopyTo(keys.AsSpan(sorted.Length));
-        pending.Clear();
-        int[] items = [];
-        if (pendingItems is not null)
-        {
-            items = GC.AllocateUninitializedArray<int>(n);
-            sortedItems.CopyTo(items, 0);
-            pendingItems.CopyTo(items.AsSpan(sorted.Length));
-            pendingItems.Clear();
-        }
-
-        RadixSort.Sort<int>(keys, items, GC.AllocateUninitializedArray<uint>(n), items.Length == 0 ? [] : GC.AllocateUninitializedArray<int>(n));
-        return (keys, items);
     }
 }
