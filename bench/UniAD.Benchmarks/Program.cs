@@ -1,25 +1,55 @@
-// UniAD.Core benchmarks: prints median timings of the library's hot paths on this machine.
-// Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--runs N] [--warmup N] [--threads N]
+// UniAD.Core benchmarks: prints timings of the library's hot paths on this machine.
+// Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only reconstruction|metrics]
+//        reconstruction: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
+//        metrics:        [--metric-runs N] [--images N] [--size N] [--seed N]   (each run in its own process)
 using System.Diagnostics;
 using System.Globalization;
 using TorchSharp;
 using UniAD.Core.Reconstruction;
 using static TorchSharp.torch;
 
-var runs = ArgValue(args, "--runs", 20);
-var warmup = ArgValue(args, "--warmup", 3);
-var threads = ArgValue(args, "--threads", 0);
-if (threads > 0)
+var images = ArgValue(args, "--images", 1725);
+var size = ArgValue(args, "--size", 224);
+var seed = ArgValue(args, "--seed", 1);
+if (ArgString(args, "--metrics-child") is { } measurement)
 {
-    set_num_threads(threads);
+    MetricsBenchmarks.Child(measurement, images, size, seed);
+    return;
 }
 
-Console.WriteLine($"UniAD.Core benchmarks | {Environment.ProcessorCount} logical cores, torch threads {get_num_threads()}, " +
-                  $"TorchSharp {typeof(torch).Assembly.GetName().Version}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
-Console.WriteLine($"runs {runs}, warm-up {warmup}; figures are the median over runs");
-Console.WriteLine();
+var only = ArgString(args, "--only");
+if (only is not (null or "reconstruction" or "metrics"))
+{
+    throw new ArgumentException($"--only takes 'reconstruction' or 'metrics', got '{only}'.");
+}
 
-ReconstructionBenchmarks.Run(runs, warmup);
+Console.WriteLine($"UniAD.Core benchmarks | {Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
+if (only is null or "reconstruction")
+{
+    var runs = ArgValue(args, "--runs", 20);
+    var warmup = ArgValue(args, "--warmup", 3);
+    var threads = ArgValue(args, "--threads", 0);
+    if (threads > 0)
+    {
+        set_num_threads(threads);
+    }
+
+    Console.WriteLine($"reconstruction: torch threads {get_num_threads()}, TorchSharp {typeof(torch).Assembly.GetName().Version}; runs {runs}, warm-up {warmup}; figures are the median over runs");
+    Console.WriteLine();
+    ReconstructionBenchmarks.Run(runs, warmup);
+    Console.WriteLine();
+}
+
+if (only is null or "metrics")
+{
+    MetricsBenchmarks.Run(ArgValue(args, "--metric-runs", 3), images, size, seed);
+}
+
+static string? ArgString(string[] args, string name)
+{
+    int i = Array.IndexOf(args, name);
+    return i < 0 ? null : i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{name} needs a value.");
+}
 
 static int ArgValue(string[] args, string name, int fallback)
 {
