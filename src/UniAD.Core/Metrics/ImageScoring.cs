@@ -137,7 +137,7 @@ public static class ImageScoring
                 rows[y * outWidth] = sum;
                 for (int x = 1; x < outWidth; x++)
                 {
-                    sum += row[x + poolSize - 1] - row[x - 1];
+                    sum += (double)row[x + poolSize - 1] - row[x - 1];
                     rows[(y * outWidth) + x] = sum;
                 }
             }
