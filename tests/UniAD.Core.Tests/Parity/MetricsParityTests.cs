@@ -54,6 +54,7 @@ public sealed class MetricsParityTests(ITestOutputHelper output)
     {
         var fixture = MetricsFixture.Load(Fixtures.CaseDirectory("metrics", caseName, source));
         var report = fixture.BuildReportFromSpans(new MetricsReportOptions());
+        output.WriteLine(report.ToMarkdown());
         double worst = 0;
         foreach (var group in fixture.Expected.GetProperty("reference").EnumerateObject())
         {
