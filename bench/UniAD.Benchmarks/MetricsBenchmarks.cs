@@ -18,13 +18,13 @@ internal static class MetricsBenchmarks
     {
         Console.WriteLine($"pixel metrics: {images} synthetic maps of {size} x {size} = {(double)images * size * size / 1e6:F1} M pixels, seed {seed}, batches of {Batch}, {runs} run(s) per row, each in its own process");
         Console.WriteLine("(AUROC, AP and F1-max come from one shared sort and sweep: each alone costs what the three cost together)");
-        Console.WriteLine($"{"what",-10} {"value",10} {"Add ms",9} {"Compute ms",11} {"total ms",9} {"peak WS MiB",12} {"allocated MiB",14}");
+        Console.WriteLine($"{"what",-10} {"value",-27} {"Add ms",9} {"Compute ms",11} {"total ms",9} {"peak WS MiB",12} {"allocated MiB",14}");
         foreach (var name in Cases)
         {
             var results = Enumerable.Range(0, runs).Select(_ => RunChild(name, images, size, seed)).ToList();
             var median = results.OrderBy(r => r.AddMs + r.ComputeMs).ElementAt(results.Count / 2);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{name,-10} {median.Value,10:F6} {median.AddMs,9:F0} {median.ComputeMs,11:F0} {median.AddMs + median.ComputeMs,9:F0} {results.Max(r => r.PeakBytes) / 1048576.0,12:F0} {median.AllocatedBytes / 1048576.0,14:F0}"));
+                $"{name,-10} {median.Value,-27} {median.AddMs,9:F0} {median.ComputeMs,11:F0} {median.AddMs + median.ComputeMs,9:F0} {results.Max(r => r.PeakBytes) / 1048576.0,12:F0} {median.AllocatedBytes / 1048576.0,14:F0}"));
         }
     }
 
@@ -55,27 +55,24 @@ internal static class MetricsBenchmarks
         }
 
         var compute = Stopwatch.StartNew();
-        double value = double.NaN;
-        if (measure)
-        {
-            var m = accumulator.Compute();
-            value = name switch
-            {
-                "auroc" => m.Auroc,
-                "ap" => m.AveragePrecision,
-                "f1max" => m.F1Max.F1,
-                "aupro" => m.AuPro,
-                _ => m.Auroc + m.AveragePrecision + m.F1Max.F1 + m.AuPro,
-            };
-        }
-
+        var m = measure ? accumulator.Compute() : null;
         compute.Stop();
+        string value = m is null ? "-" : name switch
+        {
+            "auroc" => Format(m.Auroc),
+            "ap" => Format(m.AveragePrecision),
+            "f1max" => Format(m.F1Max.F1),
+            "aupro" => Format(m.AuPro),
+            _ => $"{Format(m.Auroc)}/{Format(m.AveragePrecision)}/{Format(m.F1Max.F1)}/{Format(m.AuPro)}",
+        };
         using var self = Process.GetCurrentProcess();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"RESULT {value:R} {add.Elapsed.TotalMilliseconds:R} {compute.Elapsed.TotalMilliseconds:R} {self.PeakWorkingSet64} {GC.GetTotalAllocatedBytes()}"));
+            $"RESULT {value} {add.Elapsed.TotalMilliseconds:R} {compute.Elapsed.TotalMilliseconds:R} {self.PeakWorkingSet64} {GC.GetTotalAllocatedBytes()}"));
     }
 
-    private static (double Value, double AddMs, double ComputeMs, long PeakBytes, long AllocatedBytes) RunChild(string name, int images, int size, int seed)
+    private static string Format(double value) => value.ToString("F4", CultureInfo.InvariantCulture);
+
+    private static (string Value, double AddMs, double ComputeMs, long PeakBytes, long AllocatedBytes) RunChild(string name, int images, int size, int seed)
     {
         var start = new ProcessStartInfo { RedirectStandardOutput = true, UseShellExecute = false };
         var host = Environment.ProcessPath!;
@@ -96,7 +93,7 @@ internal static class MetricsBenchmarks
         var line = output.Split('\n').FirstOrDefault(l => l.StartsWith("RESULT ", StringComparison.Ordinal))
             ?? throw new InvalidOperationException($"The '{name}' measurement (exit code {child.ExitCode}) printed no result:\n{output}");
         var f = line.Split(' ');
-        return (double.Parse(f[1], CultureInfo.InvariantCulture), double.Parse(f[2], CultureInfo.InvariantCulture), double.Parse(f[3], CultureInfo.InvariantCulture),
+        return (f[1], double.Parse(f[2], CultureInfo.InvariantCulture), double.Parse(f[3], CultureInfo.InvariantCulture),
             long.Parse(f[4], CultureInfo.InvariantCulture), long.Parse(f[5], CultureInfo.InvariantCulture));
     }
 }
