@@ -19,13 +19,17 @@ internal static class MetricsBenchmarks
         Console.WriteLine($"pixel metrics: {images} synthetic maps of {size} x {size} = {(double)images * size * size / 1e6:F1} M pixels, seed {seed}, batches of {Batch}, {runs} run(s) per row, each in its own process");
         Console.WriteLine("(AUROC, AP and F1-max come from one shared sort and sweep: each alone costs what the three cost together)");
         Console.WriteLine($"{"what",-10} {"value",-27} {"Add ms",9} {"Compute ms",11} {"total ms",9} {"peak WS MiB",12} {"allocated MiB",14}");
+        var last = default((string Value, double AddMs, double ComputeMs, long PeakBytes, long AllocatedBytes, long AnomalousPixels, long Regions));
         foreach (var name in Cases)
         {
             var results = Enumerable.Range(0, runs).Select(_ => RunChild(name, images, size, seed)).ToList();
+            last = results[0];
             var median = results.OrderBy(r => r.AddMs + r.ComputeMs).ElementAt(results.Count / 2);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{name,-10} {median.Value,-27} {median.AddMs,9:F0} {median.ComputeMs,11:F0} {median.AddMs + median.ComputeMs,9:F0} {results.Max(r => r.PeakBytes) / 1048576.0,12:F0} {median.AllocatedBytes / 1048576.0,14:F0}"));
         }
+
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"anomalous pixels {last.AnomalousPixels} ({100.0 * last.AnomalousPixels / ((double)images * size * size):F2} %), regions {last.Regions}"));
     }
 
     /// <summary>The child's side: one measurement, printed as a single machine-readable line.</summary>
@@ -67,12 +71,12 @@ internal static class MetricsBenchmarks
         };
         using var self = Process.GetCurrentProcess();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"RESULT {value} {add.Elapsed.TotalMilliseconds:R} {compute.Elapsed.TotalMilliseconds:R} {self.PeakWorkingSet64} {GC.GetTotalAllocatedBytes()}"));
+            $"RESULT {value} {add.Elapsed.TotalMilliseconds:R} {compute.Elapsed.TotalMilliseconds:R} {self.PeakWorkingSet64} {GC.GetTotalAllocatedBytes()} {accumulator.AnomalousPixels} {accumulator.Regions}"));
     }
 
     private static string Format(double value) => value.ToString("F4", CultureInfo.InvariantCulture);
 
-    private static (string Value, double AddMs, double ComputeMs, long PeakBytes, long AllocatedBytes) RunChild(string name, int images, int size, int seed)
+    private static (string Value, double AddMs, double ComputeMs, long PeakBytes, long AllocatedBytes, long AnomalousPixels, long Regions) RunChild(string name, int images, int size, int seed)
     {
         var start = new ProcessStartInfo { RedirectStandardOutput = true, UseShellExecute = false };
         var host = Environment.ProcessPath!;
@@ -94,6 +98,6 @@ internal static class MetricsBenchmarks
             ?? throw new InvalidOperationException($"The '{name}' measurement (exit code {child.ExitCode}) printed no result:\n{output}");
         var f = line.Split(' ');
         return (f[1], double.Parse(f[2], CultureInfo.InvariantCulture), double.Parse(f[3], CultureInfo.InvariantCulture),
-            long.Parse(f[4], CultureInfo.InvariantCulture), long.Parse(f[5], CultureInfo.InvariantCulture));
+            long.Parse(f[4], CultureInfo.InvariantCulture), long.Parse(f[5], CultureInfo.InvariantCulture), long.Parse(f[6], CultureInfo.InvariantCulture), long.Parse(f[7], CultureInfo.InvariantCulture));
     }
 }
