@@ -7,34 +7,22 @@ public sealed class BinaryClassificationTests
 {
     private const double Exact = 1e-15;
 
-    [Fact]
-    public void Small_example_matches_hand_computed_values()
+    [Theory]
+    // scikit-learn's documentation example (roc_auc_score 0.75, average_precision_score 0.8333...);
+    // F1 at thresholds 0.8, 0.4, 0.35, 0.1 = 2/3, 1/2, 4/5, 2/3.
+    [InlineData(new[] { 0.1, 0.4, 0.35, 0.8 }, new[] { false, false, true, true }, 0.75, 5.0 / 6, 0.8, 0.35)]
+    // A tie at 0.5 holds one anomalous and one normal sample, and is one threshold: ROC (0,0) (0,.5) (.5,1)
+    // (1,1), area 0.875 = (1 + 1 + 0.5 + 1) / 4 pairs; AP = 1/2 · 1 + 1/2 · 2/3; F1 at 0.5 = 2·2 / (2 + 2 + 1).
+    [InlineData(new[] { 0.9, 0.5, 0.5, 0.1 }, new[] { true, true, false, false }, 0.875, 5.0 / 6, 0.8, 0.5)]
+    public void Small_examples_match_hand_computed_values(double[] scores, bool[] labels, double auroc, double ap, double f1, double threshold)
     {
-        // scikit-learn's documentation example: roc_auc_score 0.75, average_precision_score 0.8333...
-        double[] scores = [0.1, 0.4, 0.35, 0.8];
-        bool[] labels = [false, false, true, true];
         var m = BinaryClassification.Evaluate(scores, labels);
 
-        Assert.Equal(0.75, m.Auroc, Exact);
-        Assert.Equal(5.0 / 6.0, m.AveragePrecision, Exact);
-        // Thresholds 0.8, 0.4, 0.35, 0.1: F1 = 2/3, 1/2, 4/5, 2/3.
-        Assert.Equal(new F1Max(0.8, 0.35), m.F1Max);
+        Assert.Equal(auroc, m.Auroc, Exact);
+        Assert.Equal(ap, m.AveragePrecision, Exact);
+        Assert.Equal(new F1Max(f1, threshold), m.F1Max);
         Assert.Equal((2L, 2L), (m.Positives, m.Negatives));
         Assert.Null(m.UndefinedReason);
-    }
-
-    [Fact]
-    public void Tied_scores_are_one_threshold()
-    {
-        // The 0.5 tie holds one anomalous and one normal sample: ROC (0,0) (0,.5) (.5,1) (1,1), area 0.875 =
-        // (1 + 1 + 0.5 + 1) / 4 pairs; AP = 1/2 · 1 + 1/2 · 2/3; F1 at 0.5 = 2·2 / (2 + 2 + 1).
-        double[] scores = [0.9, 0.5, 0.5, 0.1];
-        bool[] labels = [true, true, false, false];
-        var m = BinaryClassification.Evaluate(scores, labels);
-
-        Assert.Equal(0.875, m.Auroc, Exact);
-        Assert.Equal(5.0 / 6.0, m.AveragePrecision, Exact);
-        Assert.Equal(new F1Max(0.8, 0.5), m.F1Max);
     }
 
     [Fact]

@@ -100,14 +100,7 @@ public sealed class PixelMetricsAccumulatorTests
 
         foreach (int batch in new[] { 1, 5, 7 })
         {
-            var streamed = new PixelMetricsAccumulator();
-            for (int first = 0; first < count; first += batch)
-            {
-                int n = Math.Min(batch, count - first);
-                streamed.Add(maps.AsSpan(first * pixels, n * pixels), masks.AsSpan(first * pixels, n * pixels), height, width);
-            }
-
-            Assert.Equal(expected, streamed.Compute());
+            Assert.Equal(expected, Streamed(maps, masks, height, width, batch).Compute());
         }
 
         // Computing half-way, then adding the rest, changes nothing either.
@@ -124,19 +117,13 @@ public sealed class PixelMetricsAccumulatorTests
     public void Streaming_across_chunk_boundaries_gives_identical_results()
     {
         // 1.5 M pixels: more than one 1 M-value storage chunk, added in uneven batches.
-        const int height = 100, width = 150, count = 100, pixels = height * width;
+        const int height = 100, width = 150, count = 100;
         var (maps, masks) = RandomMaps(seed: 8, count, height, width, levels: 5000);
         var whole = new PixelMetricsAccumulator();
         whole.Add(maps, masks, height, width);
-        var streamed = new PixelMetricsAccumulator();
-        for (int first = 0; first < count; first += 13)
-        {
-            int n = Math.Min(13, count - first);
-            streamed.Add(maps.AsSpan(first * pixels, n * pixels), masks.AsSpan(first * pixels, n * pixels), height, width);
-        }
 
         var expected = whole.Compute();
-        Assert.Equal(expected, streamed.Compute());
+        Assert.Equal(expected, Streamed(maps, masks, height, width, batch: 13).Compute());
         var flat = BinaryClassification.Evaluate(maps, masks.Select(v => v > 0).ToArray());
         Assert.Equal((flat.Auroc, flat.AveragePrecision, flat.F1Max), (expected.Auroc, expected.AveragePrecision, expected.F1Max));
     }
@@ -254,6 +241,20 @@ public sealed class PixelMetricsAccumulatorTests
         var acc = new PixelMetricsAccumulator();
         acc.Add(TinyMap, TinyMask, 1, 6);
         Assert.Throws<ArgumentOutOfRangeException>(() => acc.Compute(limit));
+    }
+
+    /// <summary>An accumulator fed <paramref name="batch"/> maps at a time (the last batch may be smaller).</summary>
+    private static PixelMetricsAccumulator Streamed(float[] maps, float[] masks, int height, int width, int batch)
+    {
+        int pixels = height * width, count = maps.Length / pixels;
+        var streamed = new PixelMetricsAccumulator();
+        for (int first = 0; first < count; first += batch)
+        {
+            int n = Math.Min(batch, count - first);
+            streamed.Add(maps.AsSpan(first * pixels, n * pixels), masks.AsSpan(first * pixels, n * pixels), height, width);
+        }
+
+        return streamed;
     }
 
     /// <summary>Smooth-ish random maps rounded to <paramref name="levels"/> values (ties), with one or two rectangles per anomalous image.</summary>
