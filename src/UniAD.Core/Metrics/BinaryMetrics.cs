@@ -21,11 +21,11 @@ public sealed record BinaryMetrics(long Positives, long Negatives, double Auroc,
     public bool IsPrecisionDefined => Positives > 0;
 
     /// <summary>Why some values are NaN, or null when every value is defined.</summary>
-    public string? UndefinedReason => Undefined.Reason(Positives, Negatives);
+    public string? UndefinedReason => UndefinedReasons.Reason(Positives, Negatives);
 }
 
 /// <summary>The wording of undefined results, shared by the result records.</summary>
-internal static class Undefined
+internal static class UndefinedReasons
 {
     public static string? Reason(long positives, long negatives, string what = "samples", bool withAuPro = false)
     {

@@ -16,8 +16,11 @@ namespace UniAD.Core.Metrics;
 /// Area under the per-region-overlap curve up to <paramref name="FprLimit"/>, divided by it. At every distinct score
 /// threshold t (from the highest down), FPR = normal pixels ≥ t / all normal pixels, and PRO = the mean over all
 /// regions (of all images) of the fraction of the region's pixels ≥ t. The curve starts at (0, 0), tied scores form
-/// one point, it is integrated with the trapezoid rule and linearly interpolated at the limit. NaN when AU-PRO was
-/// not computed, or without normal or without anomalous pixels.
+/// one point, it is integrated with the trapezoid rule and linearly interpolated at the limit. This is the
+/// construction that reproduces the reference fixtures (scikit-learn and SciPy) to 1e-15; the details matter:
+/// treating tied pixels as separate points moves one fixture value by 2e-8, and dropping the last partial segment
+/// instead of interpolating moves them by up to 3e-5. NaN when AU-PRO was not computed, or without normal or
+/// without anomalous pixels.
 /// </param>
 /// <param name="FprLimit">The FPR limit of <see cref="AuPro"/>.</param>
 public sealed record PixelMetrics(
@@ -33,6 +36,6 @@ public sealed record PixelMetrics(
 {
     /// <summary>Why some values are NaN, or null when every value is defined.</summary>
     public string? UndefinedReason =>
-        Undefined.Reason(AnomalousPixels, NormalPixels, "pixels", withAuPro: true)
+        UndefinedReasons.Reason(AnomalousPixels, NormalPixels, "pixels", withAuPro: true)
         ?? (Regions == 0 ? "AU-PRO was not computed (the accumulator was created without it): it is NaN" : null);
 }
