@@ -1,10 +1,22 @@
-// UniAD.Core benchmarks: prints median timings of the library's hot paths on this machine.
-// Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--runs N] [--warmup N] [--threads N] [--only GROUP]
+// UniAD.Core benchmarks: prints timings of the library's hot paths on this machine.
+// Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only GROUP] [options]
+//   groups: reconstruction, backbone, data, metrics (all of them when --only is absent)
+//   reconstruction, backbone, data: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
+//   metrics: [--metric-runs N] [--images N] [--size N] [--seed N]          (each run in its own process)
 using System.Diagnostics;
 using System.Globalization;
 using TorchSharp;
 using UniAD.Core.Reconstruction;
 using static TorchSharp.torch;
+
+var images = ArgValue(args, "--images", 1725);
+var size = ArgValue(args, "--size", 224);
+var seed = ArgValue(args, "--seed", 1);
+if (ArgText(args, "--metrics-child") is { } measurement)
+{
+    MetricsBenchmarks.Child(measurement, images, size, seed);
+    return;
+}
 
 var runs = ArgValue(args, "--runs", 20);
 var warmup = ArgValue(args, "--warmup", 3);
@@ -14,6 +26,7 @@ var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
     ["reconstruction"] = () => ReconstructionBenchmarks.Run(runs, warmup),
     ["backbone"] = () => BackboneBenchmarks.Run(runs, warmup),
     ["data"] = () => DataBenchmarks.Run(runs, warmup),
+    ["metrics"] = () => MetricsBenchmarks.Run(ArgValue(args, "--metric-runs", 3), images, size, seed),
 };
 var only = ArgText(args, "--only");
 if (only is not null && !groups.ContainsKey(only))
@@ -28,7 +41,7 @@ if (threads > 0)
 
 Console.WriteLine($"UniAD.Core benchmarks | {Environment.ProcessorCount} logical cores, torch threads {get_num_threads()}, " +
                   $"TorchSharp {typeof(torch).Assembly.GetName().Version}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
-Console.WriteLine($"runs {runs}, warm-up {warmup}; figures are the median over runs");
+Console.WriteLine($"runs {runs}, warm-up {warmup}; timed figures are the median over runs");
 if (File.Exists("/proc/loadavg"))
 {
     Console.WriteLine($"load average at start (1, 5, 15 min): {string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3))}");

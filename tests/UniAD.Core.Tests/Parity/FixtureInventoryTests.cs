@@ -24,7 +24,7 @@ public sealed class FixtureInventoryTests(ITestOutputHelper output)
     {
         output.WriteLine($"shared fixture root: {Fixtures.SharedRoot ?? "(not found: embedded copies only)"}");
         int total = 0;
-        foreach (var category in new[] { "reconstruction", "training", "preprocess" })
+        foreach (var category in new[] { "reconstruction", "training", "preprocess", "metrics" })
         {
             var cases = Fixtures.Cases(category);
             Assert.NotEmpty(cases);

@@ -1,0 +1,182 @@
+using System.Buffers;
+using MathNet.Numerics.Statistics;
+using static TorchSharp.torch;
+
+namespace UniAD.Core.Metrics;
+
+/// <summary>How an image's anomaly score is derived from its anomaly map.</summary>
+public enum ImageScoreKind
+{
+    /// <summary>Average pooling with a k x k window and stride 1 (no padding), then the maximum (the reference uses k = 16). Key name <c>max</c>, as the reference's.</summary>
+    PooledMax,
+
+    /// <summary>The mean of the map. Key name <c>mean</c>.</summary>
+    Mean,
+
+    /// <summary>The population standard deviation of the map (divisor N, numpy's default). Key name <c>std</c>.</summary>
+    Std,
+
+    /// <summary>The largest value of the map, without pooling. Key name <c>plainmax</c> (the reference has no such score).</summary>
+    PlainMax,
+}
+
+/// <summary>The four image scores of one anomaly map.</summary>
+/// <param name="PooledMax">Max after k x k average pooling, stride 1.</param>
+/// <param name="Mean">Mean of the map.</param>
+/// <param name="Std">Population standard deviation of the map.</param>
+/// <param name="PlainMax">Largest value of the map.</param>
+public sealed record ImageScores(double PooledMax, double Mean, double Std, double PlainMax)
+{
+    /// <summary>The score of the given kind.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An unknown kind.</exception>
+    public double this[ImageScoreKind kind] => kind switch
+    {
+        ImageScoreKind.PooledMax => PooledMax,
+        ImageScoreKind.Mean => Mean,
+        ImageScoreKind.Std => Std,
+        ImageScoreKind.PlainMax => PlainMax,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown image score kind."),
+    };
+}
+
+/// <summary>
+/// Image scores from anomaly maps, computed in double precision (the reference computes them in float32, so the
+/// last digits may differ; only their order matters to the image metrics).
+/// </summary>
+public static class ImageScoring
+{
+    /// <summary>The reference evaluator's pooling window, 16 x 16.</summary>
+    public const int ReferencePoolSize = 16;
+
+    /// <summary>Every kind, in the order of reports.</summary>
+    public static IReadOnlyList<ImageScoreKind> Kinds { get; } = [ImageScoreKind.PooledMax, ImageScoreKind.Mean, ImageScoreKind.Std, ImageScoreKind.PlainMax];
+
+    /// <summary>The kind's short name in metric keys: <c>max</c> (pooled, as the reference), <c>mean</c>, <c>std</c>, <c>plainmax</c>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An unknown kind.</exception>
+    public static string Name(ImageScoreKind kind) => kind switch
+    {
+        ImageScoreKind.PooledMax => "max",
+        ImageScoreKind.Mean => "mean",
+        ImageScoreKind.Std => "std",
+        ImageScoreKind.PlainMax => "plainmax",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown image score kind."),
+    };
+
+    /// <summary>All four scores of one row-major map.</summary>
+    /// <param name="map">height x width scores, finite.</param>
+    /// <param name="height">Rows.</param>
+    /// <param name="width">Columns.</param>
+    /// <param name="poolSize">Pooling window for <see cref="ImageScores.PooledMax"/>, at most the map's height and width.</param>
+    /// <exception cref="ArgumentException">The map's length is not height x width, a score is not finite, or the window does not fit.</exception>
+    public static ImageScores Compute(ReadOnlySpan<float> map, int height, int width, int poolSize = ReferencePoolSize)
+    {
+        double pooled = PooledMax(map, height, width, poolSize);
+        var stats = new RunningStatistics();
+        foreach (float v in map)
+        {
+            stats.Push(v);
+        }
+
+        return new ImageScores(pooled, stats.Mean, stats.PopulationStandardDeviation, stats.Maximum);
+    }
+
+    /// <summary>Scores of every map of a tensor (copied to the CPU as float32): N x H x W, N x 1 x H x W or one H x W map.</summary>
+    /// <param name="maps">The anomaly maps.</param>
+    /// <param name="poolSize">Pooling window for <see cref="ImageScores.PooledMax"/>.</param>
+    /// <exception cref="ArgumentException">See <see cref="Compute(ReadOnlySpan{float}, int, int, int)"/>; also an unsupported shape.</exception>
+    public static IReadOnlyList<ImageScores> Compute(Tensor maps, int poolSize = ReferencePoolSize)
+    {
+        var (data, count, height, width) = TensorInput.Maps(maps, nameof(maps));
+        int pixels = height * width;
+        var scores = new ImageScores[count];
+        for (int i = 0; i < count; i++)
+        {
+            scores[i] = Compute(data.AsSpan(i * pixels, pixels), height, width, poolSize);
+        }
+
+        return scores;
+    }
+
+    /// <summary>
+    /// The maximum over all positions of the mean of a <paramref name="poolSize"/> x <paramref name="poolSize"/>
+    /// window (average pooling with stride 1 and no padding, as PyTorch's avg_pool2d, then the max).
+    /// </summary>
+    /// <param name="map">height x width scores, finite.</param>
+    /// <param name="height">Rows.</param>
+    /// <param name="width">Columns.</param>
+    /// <param name="poolSize">Window side, from 1 to min(height, width).</param>
+    /// <exception cref="ArgumentException">The map's length is not height x width, a score is not finite, or the window does not fit.</exception>
+    public static double PooledMax(ReadOnlySpan<float> map, int height, int width, int poolSize = ReferencePoolSize)
+    {
+        if (height <= 0 || width <= 0 || (long)height * width != map.Length)
+        {
+            throw new ArgumentException($"A {height} x {width} map needs {(long)height * width} values, got {map.Length}.", nameof(map));
+        }
+
+        if (poolSize < 1 || poolSize > height || poolSize > width)
+        {
+            throw new ArgumentOutOfRangeException(nameof(poolSize), poolSize, $"The pooling window must lie between 1 and the map's size ({height} x {width}).");
+        }
+
+        InputChecks.RequireFiniteScores(map, nameof(map));
+        int outWidth = width - poolSize + 1;
+        var rows = ArrayPool<double>.Shared.Rent(height * outWidth);
+        var window = ArrayPool<double>.Shared.Rent(outWidth);
+        try
+        {
+            // Horizontal window sums of every row, then vertical sliding sums of those.
+            for (int y = 0; y < height; y++)
+            {
+                var row = map.Slice(y * width, width);
+                double sum = 0;
+                for (int x = 0; x < poolSize; x++)
+                {
+                    sum += row[x];
+                }
+
+                rows[y * outWidth] = sum;
+                for (int x = 1; x < outWidth; x++)
+                {
+                    sum += (double)row[x + poolSize - 1] - row[x - 1];
+                    rows[(y * outWidth) + x] = sum;
+                }
+            }
+
+            var sums = window.AsSpan(0, outWidth);
+            sums.Clear();
+            for (int y = 0; y < poolSize; y++)
+            {
+                for (int x = 0; x < outWidth; x++)
+                {
+                    sums[x] += rows[(y * outWidth) + x];
+                }
+            }
+
+            double best = double.NegativeInfinity;
+            for (int top = 0; ; top++)
+            {
+                foreach (double s in sums)
+                {
+                    best = Math.Max(best, s);
+                }
+
+                if (top + poolSize >= height)
+                {
+                    break;
+                }
+
+                for (int x = 0; x < outWidth; x++)
+                {
+                    sums[x] += rows[((top + poolSize) * outWidth) + x] - rows[(top * outWidth) + x];
+                }
+            }
+
+            return best / ((double)poolSize * poolSize);
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(rows);
+            ArrayPool<double>.Shared.Return(window);
+        }
+    }
+}

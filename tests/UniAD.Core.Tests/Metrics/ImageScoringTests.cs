@@ -1,0 +1,82 @@
+using UniAD.Core.Metrics;
+using static TorchSharp.torch;
+
+namespace UniAD.Core.Tests.Metrics;
+
+public sealed class ImageScoringTests
+{
+    [Fact]
+    public void Small_map_matches_hand_computed_scores()
+    {
+        // 3 x 3 map; 2 x 2 windows: (1+2+4+5)/4 = 3, (2+3+5+6)/4 = 4, (4+5+7+8)/4 = 6, (5+6+8+9)/4 = 7.
+        float[] map = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        var s = ImageScoring.Compute(map, 3, 3, poolSize: 2);
+
+        Assert.Equal(7.0, s.PooledMax, 1e-15);
+        Assert.Equal(5.0, s.Mean, 1e-15);
+        Assert.Equal(Math.Sqrt(60.0 / 9), s.Std, 1e-14); // population: Σ (x − 5)² = 60, / 9
+        Assert.Equal(9.0, s.PlainMax);
+        Assert.Equal(9.0, ImageScoring.PooledMax(map, 3, 3, poolSize: 1));
+        Assert.Equal(5.0, ImageScoring.PooledMax(map, 3, 3, poolSize: 3));
+    }
+
+    [Theory]
+    [InlineData(20, 23, 16)]
+    [InlineData(16, 16, 16)]
+    [InlineData(31, 17, 4)]
+    public void Pooled_max_equals_an_explicit_window_search(int height, int width, int pool)
+    {
+        var rng = new Random(height * 100 + width);
+        var map = Enumerable.Range(0, height * width).Select(_ => (float)((rng.NextDouble() * 4) - 1)).ToArray();
+        double best = double.NegativeInfinity;
+        for (int top = 0; top + pool <= height; top++)
+        {
+            for (int left = 0; left + pool <= width; left++)
+            {
+                double sum = 0;
+                for (int y = top; y < top + pool; y++)
+                {
+                    for (int x = left; x < left + pool; x++)
+                    {
+                        sum += map[(y * width) + x];
+                    }
+                }
+
+                best = Math.Max(best, sum / (pool * pool));
+            }
+        }
+
+        Assert.Equal(best, ImageScoring.PooledMax(map, height, width, pool), 1e-12);
+    }
+
+    [Fact]
+    public void Scores_index_by_kind()
+    {
+        var s = new ImageScores(1, 2, 3, 4);
+        Assert.Equal([1.0, 2.0, 3.0, 4.0], ImageScoring.Kinds.Select(k => s[k]));
+        Assert.Equal(["max", "mean", "std", "plainmax"], ImageScoring.Kinds.Select(ImageScoring.Name));
+    }
+
+    [Fact]
+    public void Tensor_overload_scores_every_map()
+    {
+        var data = Enumerable.Range(0, 2 * 16 * 16).Select(i => (float)(i % 37)).ToArray();
+        using var maps = tensor(data, [2, 1, 16, 16]);
+        var scores = ImageScoring.Compute(maps);
+
+        Assert.Equal(2, scores.Count);
+        Assert.Equal(ImageScoring.Compute(data.AsSpan(256, 256), 16, 16), scores[1]);
+    }
+
+    [Fact]
+    public void Bad_input_is_rejected()
+    {
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => ImageScoring.PooledMax(new float[15 * 20], 15, 20));
+        Assert.Contains("between 1 and the map's size (15 x 20)", ex.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ImageScoring.PooledMax(new float[4], 2, 2, poolSize: 0));
+        var size = Assert.Throws<ArgumentException>(() => ImageScoring.Compute(new float[5], 2, 2, 1));
+        Assert.Contains("A 2 x 2 map needs 4 values, got 5", size.Message);
+        var nan = Assert.Throws<ArgumentException>(() => ImageScoring.Compute([0f, float.NaN, 0f, 0f], 2, 2, 1));
+        Assert.Contains("map[1] is NaN", nan.Message);
+    }
+}
