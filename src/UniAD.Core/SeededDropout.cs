@@ -15,11 +15,18 @@ namespace UniAD.Core;
 public sealed class DropoutRandom
 {
     private const int Chunks = 64;
-    private readonly ulong seed;
+    private ulong seed;
     private long calls;
 
     /// <summary>Creates a source with the given seed.</summary>
     public DropoutRandom(long seed) => this.seed = unchecked((ulong)seed);
+
+    /// <summary>Restarts the source as if it had just been created with <paramref name="newSeed"/>.</summary>
+    public void Reseed(long newSeed)
+    {
+        seed = unchecked((ulong)newSeed);
+        Interlocked.Exchange(ref calls, 0);
+    }
 
     /// <summary>
     /// A float32 CPU tensor of <paramref name="shape"/> whose elements are 0 with probability

@@ -84,6 +84,30 @@ public static class BackboneWeights
         return new BackboneLoadReport(source, prefix, report.Loaded.Count, ignored);
     }
 
+    /// <summary>
+    /// Re-draws a random extractor's weights from <paramref name="seed"/> with PyTorch's default layer
+    /// initialisation (weights and their biases U(−1/√fan_in, 1/√fan_in); BatchNorm left at 1 and 0), so that
+    /// random backbones (demos, tests) are reproducible.
+    /// </summary>
+    public static void InitializeRandom(FeatureExtractor extractor, long seed)
+    {
+        ArgumentNullException.ThrowIfNull(extractor);
+        using var generator = new TorchSharp.torch.Generator(unchecked((ulong)seed));
+        using var noGrad = no_grad();
+        var parameters = extractor.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            Tensor? weight = p.dim() > 1 ? p
+                : name.EndsWith(".bias", StringComparison.Ordinal) && parameters.TryGetValue(name[..^5] + ".weight", out var w) && w.dim() > 1 ? w
+                : null;
+            if (weight is not null)
+            {
+                double bound = 1.0 / Math.Sqrt(weight.numel() / weight.shape[0]);
+                p.uniform_(-bound, bound, generator);
+            }
+        }
+    }
+
     /// <summary>Logs a warning when the extractor still has random weights. Returns true when it warned.</summary>
     public static bool WarnIfRandom(FeatureExtractor extractor, ILogger? logger)
     {

@@ -23,8 +23,10 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
     private readonly UniADTransformer transformer;
     private readonly Linear input_proj;
     private readonly Linear output_proj;
-    private readonly Random jitterCoin;
     private readonly Dictionary<string, Generator> jitterGenerators = new();
+    private readonly DropoutRandom dropoutRandom;
+    private Random jitterCoin;
+    private long noiseSeed;
 
     /// <summary>Builds the network with freshly initialised, seeded weights (<see cref="ReconstructionOptions.Seed"/>).</summary>
     /// <exception cref="ArgumentException">An option is impossible (see <see cref="ReconstructionOptions.Validate"/>).</exception>
@@ -36,13 +38,36 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
         Options = options;
         using var init = new Generator((ulong)options.Seed);
         pos_embed = PositionEmbedding.Create(options.PositionEmbedding, options.FeatureSize, options.HiddenDim, init);
-        transformer = new UniADTransformer(options, init, new DropoutRandom(options.Seed ^ 0x5DEECE66DL));
+        dropoutRandom = new DropoutRandom(options.Seed ^ 0x5DEECE66DL);
+        transformer = new UniADTransformer(options, init, dropoutRandom);
         input_proj = Linear(options.InputChannels, options.HiddenDim);
         output_proj = Linear(options.HiddenDim, options.InputChannels);
         RegisterComponents();
         TorchInit.XavierLinear(input_proj, init);
         TorchInit.XavierLinear(output_proj, init);
+        noiseSeed = options.Seed;
         jitterCoin = new Random(unchecked((int)(options.Seed ^ (options.Seed >> 32))));
+    }
+
+    /// <summary>
+    /// Restarts every source of training noise (feature jitter, dropout masks) from <paramref name="seed"/>,
+    /// as if the network had been built with it. A trainer that reseeds at every epoch start makes a run
+    /// resumed at an epoch boundary repeat an uninterrupted one exactly (on the CPU).
+    /// </summary>
+    public void ReseedNoise(long seed)
+    {
+        lock (jitterGenerators)
+        {
+            foreach (var g in jitterGenerators.Values)
+            {
+                g.Dispose();
+            }
+
+            jitterGenerators.Clear();
+            noiseSeed = seed;
+            jitterCoin = new Random(unchecked((int)(seed ^ (seed >> 32))));
+            dropoutRandom.Reseed(seed ^ 0x5DEECE66DL);
+        }
     }
 
     /// <summary>The options the network was built with.</summary>
@@ -91,7 +116,7 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
             var key = tokens.device.ToString();
             if (!jitterGenerators.TryGetValue(key, out var generator))
             {
-                generator = new Generator(unchecked((ulong)Options.Seed + 0x9E3779B97F4A7C15UL), tokens.device);
+                generator = new Generator(unchecked((ulong)noiseSeed + 0x9E3779B97F4A7C15UL), tokens.device);
                 jitterGenerators[key] = generator;
             }
 

@@ -1,0 +1,439 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+using SkiaSharp;
+using UniAD.Core.Data;
+using UniAD.Core.Metrics;
+using UniAD.Core.Models;
+using UniAD.Core.Reconstruction;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace UniAD.Core.Detection;
+
+/// <summary>
+/// A unified multi-class anomaly detector: one UniAD model that scores images of every class it was
+/// trained on. Built by <see cref="AnomalyDetectorBuilder"/> or loaded with <see cref="Load"/>.
+/// </summary>
+/// <remarks>
+/// Thread safety: every public operation takes one lock, so the detector may be shared between threads;
+/// scoring calls from several threads run one after another (libtorch already uses every core within a
+/// call). Training, calibration and evaluation also take the lock.
+/// </remarks>
+public sealed partial class AnomalyDetector : IDisposable
+{
+    private readonly object gate = new();
+    private readonly ILoggerFactory loggerFactory;
+    private readonly ILogger logger;
+    private bool disposed;
+
+    internal AnomalyDetector(DetectorOptions options, UniADModel model, Device device, ILoggerFactory? loggerFactory, Calibration? calibration, int epochsTrained)
+    {
+        Options = options;
+        Model = model;
+        Device = device;
+        Calibration = calibration;
+        EpochsTrained = epochsTrained;
+        this.loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        logger = this.loggerFactory.CreateLogger<AnomalyDetector>();
+        Model.eval();
+    }
+
+    /// <summary>The detector's configuration.</summary>
+    public DetectorOptions Options { get; }
+
+    /// <summary>The underlying tensor model (backbone, neck, reconstruction).</summary>
+    public UniADModel Model { get; }
+
+    /// <summary>The device the model runs on.</summary>
+    public Device Device { get; }
+
+    /// <summary>Thresholds and normalisation from <see cref="Calibrate"/>, or null when not calibrated.</summary>
+    public Calibration? Calibration { get; private set; }
+
+    /// <summary>Epochs trained so far (restored from checkpoints).</summary>
+    public int EpochsTrained { get; private set; }
+
+    /// <summary>The preprocessing that turns an image into the network's input.</summary>
+    public PreprocessOptions Preprocess => new() { InputSize = Options.InputSize, Mean = Options.PixelMean, Std = Options.PixelStd };
+
+    /// <summary>Scores an image file.</summary>
+    /// <exception cref="ImageFileException">The file is missing, empty, corrupt or too large.</exception>
+    public AnomalyResult Score(string imagePath)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(imagePath);
+        return ScoreImages(new[] { (ImageDecoder.Decode(imagePath, Preprocess.MaxImagePixels), (string?)imagePath) })[0];
+    }
+
+    /// <summary>Scores an encoded image (PNG, JPEG, BMP) read from a stream.</summary>
+    /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
+    public AnomalyResult Score(Stream stream, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        var image = ImageDecoder.Decode(copy.ToArray(), name ?? "stream", Preprocess.MaxImagePixels);
+        return ScoreImages(new[] { (image, name) })[0];
+    }
+
+    /// <summary>Scores a decoded SkiaSharp bitmap (any colour type; alpha is dropped).</summary>
+    public AnomalyResult Score(SKBitmap bitmap, string? name = null) => Score(ToRgb(bitmap), name);
+
+    /// <summary>Scores a decoded RGB image.</summary>
+    public AnomalyResult Score(RgbImage image, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        return ScoreImages(new[] { (image, name) })[0];
+    }
+
+    /// <summary>Scores many image files, <paramref name="batchSize"/> at a time; the results keep the input order.</summary>
+    /// <exception cref="ImageFileException">A file is missing, empty, corrupt or too large.</exception>
+    public IReadOnlyList<AnomalyResult> ScoreBatch(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default) =>
+        ScoreStream(imagePaths, batchSize, cancellationToken).ToList();
+
+    /// <summary>Scores image files lazily, <paramref name="batchSize"/> at a time, yielding each result as its batch completes. Memory stays flat however many images are scored.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The batch size is not positive.</exception>
+    public IEnumerable<AnomalyResult> ScoreStream(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(imagePaths);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        return Iterate();
+
+        IEnumerable<AnomalyResult> Iterate()
+        {
+            var pending = new List<string>(batchSize);
+            foreach (var path in imagePaths)
+            {
+                pending.Add(path);
+                if (pending.Count == batchSize)
+                {
+                    foreach (var r in ScoreFiles(pending, cancellationToken))
+                    {
+                        yield return r;
+                    }
+
+                    pending.Clear();
+                }
+            }
+
+            if (pending.Count > 0)
+            {
+                foreach (var r in ScoreFiles(pending, cancellationToken))
+                {
+                    yield return r;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Scores normalized images already at the network's input size (B x 3 x H x W); maps stay at that size.
+    /// </summary>
+    /// <exception cref="ArgumentException">The tensor does not have the input size.</exception>
+    public IReadOnlyList<AnomalyResult> ScoreTensor(Tensor images, IReadOnlyList<string?>? names = null)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        var size = Options.InputSize;
+        if (images.dim() != 4 || images.shape[1] != 3 || images.shape[2] != size.Height || images.shape[3] != size.Width)
+        {
+            throw new ArgumentException($"Expected normalized images B x 3 x {size.Height} x {size.Width}; got [{string.Join(", ", images.shape)}].", nameof(images));
+        }
+
+        var sizes = Enumerable.Repeat(size, (int)images.shape[0]).ToArray();
+        return Run(images, sizes, names ?? new string?[sizes.Length]);
+    }
+
+    /// <summary>
+    /// Chooses decision thresholds and the score normalisation from <paramref name="images"/> (normal images,
+    /// and for <see cref="CalibrationMethod.F1Max"/> also anomalous ones, with masks for a pixel threshold),
+    /// stores them in the detector (and so in its checkpoints) and returns them.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">F1-max calibration without both normal and anomalous images.</exception>
+    public Calibration Calibrate(IImageSource images, CalibrationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        options ??= new CalibrationOptions();
+        if (!(options.FalseAlarmRate > 0 && options.FalseAlarmRate < 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.FalseAlarmRate, "The false-alarm rate must lie in (0, 1).");
+        }
+
+        // Normal pixels for the false-alarm quantile: a regular subsample of at most about 4 M values.
+        int normalImages = Math.Max(1, images.Samples.Count(s => s.Label == 0));
+        int pixelStride = (int)Math.Max(1, (long)normalImages * Options.InputSize.Count / 4_000_000);
+        var scores = new List<double>();
+        var labels = new List<bool>();
+        var normalPixels = new List<float>();
+        var pixels = new PixelMetricsAccumulator(computeAuPro: false);
+        bool haveMasks = false;
+        double pixelMin = double.PositiveInfinity, pixelMax = double.NegativeInfinity;
+        foreach (var (maps, batch) in Maps(images, options.BatchSize, loadMasks: true, cancellationToken))
+        {
+            using (batch)
+            {
+                for (int i = 0; i < batch.Count; i++)
+                {
+                    scores.Add(ImageScore(maps[i]));
+                    labels.Add(batch.Samples[i].Label != 0);
+                }
+
+                var flat = maps.cpu().contiguous().data<float>().ToArray();
+                pixelMin = Math.Min(pixelMin, flat.Min());
+                pixelMax = Math.Max(pixelMax, flat.Max());
+                if (batch.Masks is { } masks && batch.Samples.Any(s => s.Label != 0))
+                {
+                    haveMasks = true;
+                }
+
+                if (batch.Masks is { } m)
+                {
+                    pixels.Add(maps, m);
+                }
+
+                for (int i = 0; i < batch.Count; i++)
+                {
+                    if (batch.Samples[i].Label == 0)
+                    {
+                        int per = flat.Length / batch.Count;
+                        for (int j = i * per; j < (i + 1) * per; j += pixelStride)
+                        {
+                            normalPixels.Add(flat[j]);
+                        }
+                    }
+                }
+            }
+        }
+
+        if (scores.Count == 0)
+        {
+            throw new InvalidOperationException($"No image in '{images.Name}' to calibrate with.");
+        }
+
+        double imageThreshold;
+        double? pixelThreshold;
+        if (options.Method == CalibrationMethod.F1Max)
+        {
+            if (labels.All(l => l) || labels.All(l => !l))
+            {
+                throw new InvalidOperationException($"F1-max calibration needs normal and anomalous images; '{images.Name}' has {labels.Count(l => l)} anomalous of {labels.Count}. Use CalibrationMethod.FalseAlarmRate with normal images only.");
+            }
+
+            imageThreshold = BinaryClassification.F1Max(scores.ToArray().AsSpan(), labels.ToArray().AsSpan()).Threshold;
+            var pixelMetrics = haveMasks ? pixels.Compute() : null;
+            pixelThreshold = pixelMetrics is { F1Max.Threshold: var t } && !double.IsNaN(t) ? t : null;
+        }
+        else
+        {
+            var normal = scores.Where((_, i) => !labels[i]).ToArray();
+            if (normal.Length == 0)
+            {
+                throw new InvalidOperationException($"False-alarm calibration needs normal images; '{images.Name}' has none.");
+            }
+
+            imageThreshold = MathNet.Numerics.Statistics.Statistics.QuantileCustom(normal, 1 - options.FalseAlarmRate, MathNet.Numerics.Statistics.QuantileDefinition.R7);
+            pixelThreshold = normalPixels.Count > 0
+                ? MathNet.Numerics.Statistics.Statistics.QuantileCustom(normalPixels.Select(v => (double)v), 1 - options.FalseAlarmRate, MathNet.Numerics.Statistics.QuantileDefinition.R7)
+                : null;
+        }
+
+        var calibration = new Calibration(options.Method, imageThreshold, scores.Min(), scores.Max(), pixelThreshold, pixelMin, pixelMax, scores.Count);
+        lock (gate)
+        {
+            Calibration = calibration;
+        }
+
+        logger.LogInformation("Calibrated on {Images} images of {Source} ({Method}): image threshold {Threshold:G6}, pixel threshold {Pixel}.", scores.Count, images.Name, options.Method, imageThreshold, pixelThreshold?.ToString("G6", CultureInfo.InvariantCulture) ?? "none");
+        return calibration;
+    }
+
+    /// <summary>Evaluates on a labelled test set: per-class image and pixel metrics and their mean (see <see cref="MetricsReport"/>).</summary>
+    public MetricsReport Evaluate(IImageSource test, MetricsReportOptions? options = null, int batchSize = 8, IProgress<DataProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(test);
+        var builder = new MetricsReportBuilder(options ?? new MetricsReportOptions { PoolSize = Options.ScorePoolSize });
+        int done = 0;
+        foreach (var (maps, batch) in Maps(test, batchSize, loadMasks: true, cancellationToken))
+        {
+            using (batch)
+            {
+                using var masks = batch.Masks ?? zeros(maps.shape);
+                builder.Add(batch.ClassNames, maps.cpu(), masks.cpu());
+                done += batch.Count;
+                progress?.Report(new DataProgress("evaluation", done, test.Samples.Count));
+            }
+        }
+
+        return builder.Build();
+    }
+
+    /// <summary>Writes the detector (weights, configuration, calibration) to one safetensors file, atomically.</summary>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    public void Save(string path)
+    {
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            DetectorCheckpoint.Save(this, path, optimizer: null);
+        }
+    }
+
+    /// <summary>Loads a detector written by <see cref="Save"/> (or by training's checkpoints).</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is not a detector checkpoint, is corrupt, or its weights do not fit its description.</exception>
+    public static AnomalyDetector Load(string path, string? device = null, ILoggerFactory? loggerFactory = null) =>
+        DetectorCheckpoint.Load(path, device, loggerFactory);
+
+    /// <summary>
+    /// Imports a model trained with the authors' code: their <c>ckpt.pth.tar</c> and the config file holding
+    /// its <c>net</c> description. The image score is the reference's MVTec-AD one (16 x 16 pooled max).
+    /// </summary>
+    public static AnomalyDetector ImportReference(string checkpointPath, string configPath, string? device = null, ILoggerFactory? loggerFactory = null)
+    {
+        var model = ReferenceCheckpoint.Load(checkpointPath, configPath, loggerFactory?.CreateLogger("UniAD.Core.Models.ReferenceCheckpoint"));
+        try
+        {
+            var o = model.Reconstruction.Options;
+            var options = new DetectorOptions
+            {
+                Backbone = model.Backbone.ModelName,
+                BackboneLayers = model.Backbone.Outputs.Select(x => x.Layer).ToArray(),
+                NeckStride = model.Neck.OutputStride,
+                InputSize = model.InputSize,
+                Reconstruction = o,
+            };
+            var target = device is null ? CPU : new Device(device);
+            model.to(target);
+            return new AnomalyDetector(options, model, target, loggerFactory, calibration: null, epochsTrained: 0);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Disposes the model.</summary>
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            if (!disposed)
+            {
+                Model.Dispose();
+                disposed = true;
+            }
+        }
+    }
+
+    /// <summary>The image score of one map (H x W, 1 x H x W or 1 x 1 x H x W) as configured.</summary>
+    internal double ImageScore(Tensor map)
+    {
+        using var scope = NewDisposeScope();
+        var m = map.reshape(1, 1, map.shape[^2], map.shape[^1]);
+        int k = Options.ScorePoolSize;
+        return Options.ScoreKind switch
+        {
+            ImageScoreKind.PooledMax when m.shape[2] >= k && m.shape[3] >= k => F.avg_pool2d(m, k, 1).max().item<float>(),
+            ImageScoreKind.PooledMax or ImageScoreKind.PlainMax => m.max().item<float>(),
+            ImageScoreKind.Mean => m.to(float64).mean().item<double>(),
+            ImageScoreKind.Std => m.to(float64).std(unbiased: false).item<double>(),
+            _ => throw new InvalidOperationException($"Unknown score kind {Options.ScoreKind}."),
+        };
+    }
+
+    private IEnumerable<(Tensor Maps, ImageBatch Batch)> Maps(IImageSource source, int batchSize, bool loadMasks, CancellationToken cancellationToken)
+    {
+        var loader = new ImageBatchLoader(source, new LoaderOptions { BatchSize = batchSize, LoadMasks = loadMasks, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
+        foreach (var batch in loader.Batches(cancellationToken: cancellationToken))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            Tensor maps;
+            lock (gate)
+            {
+                ObjectDisposedException.ThrowIf(disposed, this);
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                Model.eval();
+                using var output = Model.forward(batch.Images.to(Device));
+                maps = output.Pred.squeeze(1).cpu().MoveToOuterDisposeScope();
+            }
+
+            using (maps)
+            {
+                yield return (maps, batch);
+            }
+        }
+    }
+
+    private List<AnomalyResult> ScoreFiles(IReadOnlyList<string> paths, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var images = new (RgbImage, string?)[paths.Count];
+        Parallel.For(0, paths.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
+            images[i] = (ImageDecoder.Decode(paths[i], Preprocess.MaxImagePixels), paths[i]));
+        return ScoreImages(images);
+    }
+
+    private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images)
+    {
+        using var scope = NewDisposeScope();
+        var inputs = stack(images.Select(i => ImagePreprocessor.ToTensor(i.Image, Preprocess)).ToArray());
+        var sizes = images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray();
+        return Run(inputs, sizes, images.Select(i => i.Name).ToArray());
+    }
+
+    private List<AnomalyResult> Run(Tensor inputs, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names)
+    {
+        using var scope = NewDisposeScope();
+        Tensor pred;
+        Calibration? calibration;
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            using var noGrad = no_grad();
+            Model.eval();
+            using var output = Model.forward(inputs.to(Device));
+            pred = output.Pred.alias();
+            calibration = Calibration;
+        }
+
+        var results = new List<AnomalyResult>(originalSizes.Count);
+        for (int i = 0; i < originalSizes.Count; i++)
+        {
+            var map = pred[i];
+            double score = ImageScore(map);
+            var size = originalSizes[i];
+            var resized = size.Height == map.shape[1] && size.Width == map.shape[2]
+                ? map
+                : F.interpolate(map.unsqueeze(0), new long[] { size.Height, size.Width }, mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
+            var values = resized.cpu().contiguous().data<float>().ToArray();
+            var data = new AnomalyMapData(size.Width, size.Height, values);
+            byte[]? mask = calibration?.PixelThreshold is { } pt ? data.Threshold(pt) : null;
+            results.Add(new AnomalyResult(
+                i < names.Count ? names[i] : null,
+                score,
+                calibration?.NormalizeImageScore(score),
+                calibration is null ? null : score >= calibration.ImageThreshold,
+                data,
+                mask));
+        }
+
+        return results;
+    }
+
+    private static RgbImage ToRgb(SKBitmap bitmap)
+    {
+        ArgumentNullException.ThrowIfNull(bitmap);
+        using var converted = bitmap.ColorType == SKColorType.Rgba8888 ? null : bitmap.Copy(SKColorType.Rgba8888);
+        var source = converted ?? bitmap;
+        if (source is null)
+        {
+            throw new ArgumentException($"Cannot convert a {bitmap.ColorType} bitmap to RGB.", nameof(bitmap));
+        }
+
+        // RgbImage keeps 4 bytes per pixel (R, G, B, ignored), the layout of an RGBA8888 bitmap.
+        return new RgbImage(bitmap.Width, bitmap.Height, source.GetPixelSpan().ToArray());
+    }
+}

@@ -1,0 +1,169 @@
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging;
+using UniAD.Core.Training;
+using UniAD.Core.Weights;
+using static TorchSharp.torch;
+
+namespace UniAD.Core.Detection;
+
+/// <summary>
+/// The detector's file format: ONE safetensors file holding the weights (<c>model.*</c>: backbone and
+/// reconstruction, under the reference's names), optionally the optimizer state (<c>optimizer.*</c>, for
+/// resuming), and in its metadata the JSON description: format version, <see cref="DetectorOptions"/>,
+/// <see cref="Calibration"/> and training progress. Written atomically; readable by any safetensors reader.
+/// </summary>
+public static class DetectorCheckpoint
+{
+    /// <summary>The format identifier stored under the metadata key <c>uniad.format</c>.</summary>
+    public const string Format = "UniAD.Core.Detector";
+
+    /// <summary>The current format version.</summary>
+    public const int Version = 1;
+
+    private const string ModelPrefix = "model.";
+    private const string OptimizerPrefix = "optimizer.";
+
+    /// <summary>JSON settings of the metadata (enums as names).</summary>
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        Converters = { new JsonStringEnumConverter() },
+        WriteIndented = false,
+    };
+
+    /// <summary>What a checkpoint says about itself.</summary>
+    /// <param name="Format">Always <see cref="DetectorCheckpoint.Format"/>.</param>
+    /// <param name="Version">Format version.</param>
+    /// <param name="Library">The UniAD.Core version that wrote it.</param>
+    /// <param name="Options">The detector's configuration.</param>
+    /// <param name="Calibration">Thresholds and normalisation, or null.</param>
+    /// <param name="Epoch">Epochs trained.</param>
+    /// <param name="LearningRate">Learning rate at the time of writing (for resuming).</param>
+    /// <param name="HasOptimizerState">Whether the file holds the optimizer state.</param>
+    public sealed record Info(string Format, int Version, string Library, DetectorOptions Options, Calibration? Calibration, int Epoch, double LearningRate, bool HasOptimizerState);
+
+    /// <summary>Reads only the description of a checkpoint.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is not a UniAD.Core detector checkpoint, or of a newer format version.</exception>
+    public static Info ReadInfo(string path) => Parse(SafetensorsFile.ReadMetadata(path), path);
+
+    internal static void Save(AnomalyDetector detector, string path, AdamW? optimizer)
+    {
+        var info = new Info(Format, Version, LibraryVersion(), detector.Options, detector.Calibration, detector.EpochsTrained, optimizer?.LearningRate ?? 0, optimizer is not null);
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (key, value) in detector.Model.state_dict())
+        {
+            tensors[ModelPrefix + key] = value;
+        }
+
+        var state = optimizer?.StateTensors() ?? new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (key, value) in state)
+            {
+                tensors[OptimizerPrefix + key] = value;
+            }
+
+            SafetensorsFile.Write(path, tensors, new Dictionary<string, string> { ["uniad.format"] = Format, ["uniad.info"] = JsonSerializer.Serialize(info, Json) });
+        }
+        finally
+        {
+            foreach (var t in state.Values)
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    internal static AnomalyDetector Load(string path, string? device, ILoggerFactory? loggerFactory)
+    {
+        var (tensors, metadata) = SafetensorsFile.Read(path);
+        using (tensors)
+        {
+            var info = Parse(metadata, path);
+            var detector = AnomalyDetectorBuilder.Create(info.Options, weightsPath: null, device ?? "cpu", loggerFactory, warnIfRandom: false, info.Calibration, info.Epoch);
+            try
+            {
+                LoadModel(detector, tensors, path);
+                return detector;
+            }
+            catch
+            {
+                detector.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Restores weights, optimizer state and epoch into a detector being trained; returns the epoch.</summary>
+    internal static int Resume(AnomalyDetector detector, string path, AdamW optimizer)
+    {
+        var (tensors, metadata) = SafetensorsFile.Read(path);
+        using (tensors)
+        {
+            var info = Parse(metadata, path);
+            var mine = JsonSerializer.Serialize(detector.Options, Json);
+            var theirs = JsonSerializer.Serialize(info.Options, Json);
+            if (mine != theirs)
+            {
+                throw new InvalidOperationException($"Cannot resume from '{path}': it was written for another configuration ({theirs}), this detector has {mine}.");
+            }
+
+            if (!info.HasOptimizerState)
+            {
+                throw new InvalidOperationException($"Cannot resume from '{path}': it holds no optimizer state (only training writes resumable checkpoints).");
+            }
+
+            LoadModel(detector, tensors, path);
+            optimizer.LoadState(tensors.Where(kv => kv.Key.StartsWith(OptimizerPrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[OptimizerPrefix.Length..], kv => kv.Value));
+            return info.Epoch;
+        }
+    }
+
+    private static void LoadModel(AnomalyDetector detector, TensorDictionary tensors, string path)
+    {
+        var model = tensors.Where(kv => kv.Key.StartsWith(ModelPrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[ModelPrefix.Length..], kv => kv.Value);
+        try
+        {
+            StateDict.Load(detector.Model, model);
+        }
+        catch (StateDictMismatchException ex)
+        {
+            throw new InvalidDataException($"The weights in '{path}' do not fit the configuration it describes: {ex.Message}", ex);
+        }
+    }
+
+    private static Info Parse(IReadOnlyDictionary<string, string> metadata, string path)
+    {
+        if (!metadata.TryGetValue("uniad.format", out var format) || format != Format || !metadata.TryGetValue("uniad.info", out var json))
+        {
+            throw new InvalidDataException($"'{path}' is not a UniAD.Core detector checkpoint (no '{Format}' metadata). For the authors' checkpoints use AnomalyDetector.ImportReference.");
+        }
+
+        Info? info;
+        try
+        {
+            info = JsonSerializer.Deserialize<Info>(json, Json);
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"'{path}' has an unreadable detector description: {ex.Message}", ex);
+        }
+
+        if (info is null || info.Options is null)
+        {
+            throw new InvalidDataException($"'{path}' has an empty detector description.");
+        }
+
+        if (info.Version > Version)
+        {
+            throw new InvalidDataException($"'{path}' uses checkpoint format {info.Version}; this UniAD.Core ({LibraryVersion()}) reads up to {Version}.");
+        }
+
+        return info;
+    }
+
+    private static string LibraryVersion() =>
+        typeof(DetectorCheckpoint).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+}

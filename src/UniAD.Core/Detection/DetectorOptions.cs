@@ -1,0 +1,90 @@
+using UniAD.Core.Metrics;
+using UniAD.Core.Reconstruction;
+
+namespace UniAD.Core.Detection;
+
+/// <summary>
+/// Everything that defines a detector's network and scoring, as stored in its checkpoints. Built and
+/// validated by <see cref="AnomalyDetectorBuilder"/>.
+/// </summary>
+public sealed record DetectorOptions
+{
+    /// <summary>Backbone model name (<c>efficientnet-b0</c>..<c>b7</c>, <c>resnet18</c>, ...; the paper: <c>efficientnet-b4</c>).</summary>
+    public string Backbone { get; init; } = "efficientnet-b4";
+
+    /// <summary>Backbone output layers (1..5 for EfficientNet, 1..4 for ResNet; the paper: 1..4).</summary>
+    public IReadOnlyList<int> BackboneLayers { get; init; } = new[] { 1, 2, 3, 4 };
+
+    /// <summary>The stride every backbone output is resized to by the neck (the paper: 16).</summary>
+    public int NeckStride { get; init; } = 16;
+
+    /// <summary>Network input size (the paper: 224 x 224).</summary>
+    public GridSize InputSize { get; init; } = new(224, 224);
+
+    /// <summary>Reconstruction hyper-parameters. Channels, stride and feature size are derived from the backbone, neck and input size.</summary>
+    public ReconstructionOptions Reconstruction { get; init; } = new();
+
+    /// <summary>How an image score is computed from its anomaly map (the reference on MVTec-AD: 16 x 16 average pooling, then the max).</summary>
+    public ImageScoreKind ScoreKind { get; init; } = ImageScoreKind.PooledMax;
+
+    /// <summary>Window of the pooled-max image score.</summary>
+    public int ScorePoolSize { get; init; } = 16;
+
+    /// <summary>ImageNet normalisation mean per channel.</summary>
+    public IReadOnlyList<double> PixelMean { get; init; } = Data.PreprocessOptions.ImageNetMean;
+
+    /// <summary>ImageNet normalisation standard deviation per channel.</summary>
+    public IReadOnlyList<double> PixelStd { get; init; } = Data.PreprocessOptions.ImageNetStd;
+}
+
+/// <summary>How <see cref="AnomalyDetector.Calibrate"/> chooses the decision thresholds.</summary>
+public enum CalibrationMethod
+{
+    /// <summary>The threshold that maximises F1 on the calibration images (needs anomalous images; pixel threshold needs masks).</summary>
+    F1Max,
+
+    /// <summary>The threshold that normal images exceed at the given false-alarm rate (normal images suffice).</summary>
+    FalseAlarmRate,
+}
+
+/// <summary>Options of <see cref="AnomalyDetector.Calibrate"/>.</summary>
+public sealed record CalibrationOptions
+{
+    /// <summary>Threshold rule.</summary>
+    public CalibrationMethod Method { get; init; } = CalibrationMethod.F1Max;
+
+    /// <summary>For <see cref="CalibrationMethod.FalseAlarmRate"/>: the fraction of normal images (and normal pixels) allowed above the threshold.</summary>
+    public double FalseAlarmRate { get; init; } = 0.01;
+
+    /// <summary>Batch size of the scoring passes.</summary>
+    public int BatchSize { get; init; } = 8;
+}
+
+/// <summary>
+/// Decision thresholds and score normalisation, stored with the model. Raw scores are mapped to [0, 1]
+/// with the threshold at 0.5: <c>clamp((s − threshold) / (max − min) + 0.5, 0, 1)</c>, where min and max are
+/// the raw scores seen during calibration.
+/// </summary>
+/// <param name="Method">How the thresholds were chosen.</param>
+/// <param name="ImageThreshold">Raw image-score threshold: scores at or above it are anomalous.</param>
+/// <param name="ImageMin">Smallest raw image score seen during calibration.</param>
+/// <param name="ImageMax">Largest raw image score seen during calibration.</param>
+/// <param name="PixelThreshold">Raw anomaly-map threshold for binary masks, or null when it could not be chosen (no masks).</param>
+/// <param name="PixelMin">Smallest raw map value seen during calibration.</param>
+/// <param name="PixelMax">Largest raw map value seen during calibration.</param>
+/// <param name="Images">Number of calibration images.</param>
+public sealed record Calibration(CalibrationMethod Method, double ImageThreshold, double ImageMin, double ImageMax, double? PixelThreshold, double PixelMin, double PixelMax, int Images)
+{
+    /// <summary>The image score mapped to [0, 1] (threshold at 0.5).</summary>
+    public double NormalizeImageScore(double score) => Normalize(score, ImageThreshold, ImageMin, ImageMax);
+
+    /// <summary>A map value mapped to [0, 1] (pixel threshold, or the image threshold when none, at 0.5).</summary>
+    public double NormalizePixel(double value) => Normalize(value, PixelThreshold ?? ImageThreshold, PixelMin, PixelMax);
+
+    private static double Normalize(double value, double threshold, double min, double max)
+    {
+        double range = max - min;
+        double normalized = range > 0 ? ((value - threshold) / range) + 0.5 : (value >= threshold ? 1 : 0);
+        return Math.Clamp(normalized, 0, 1);
+    }
+}

@@ -1,0 +1,88 @@
+using UniAD.Core.Data;
+using UniAD.Core.Training;
+
+namespace UniAD.Core.Detection;
+
+/// <summary>
+/// Options of <see cref="AnomalyDetector.Train"/>. Defaults follow the reference recipe: AdamW (lr 1e-4,
+/// weight decay 1e-4), StepLR (800 epochs, 0.1), 1000 epochs, batch 64, gradient-norm clipping at 0.1;
+/// the backbone's features are cached since it never changes.
+/// </summary>
+public sealed record TrainingOptions
+{
+    /// <summary>Epochs to train (counting epochs already done when resuming).</summary>
+    public int Epochs { get; init; } = 1000;
+
+    /// <summary>Images per step.</summary>
+    public int BatchSize { get; init; } = 64;
+
+    /// <summary>Optimizer settings.</summary>
+    public AdamWOptions Optimizer { get; init; } = new();
+
+    /// <summary>Learning-rate schedule.</summary>
+    public StepLRSchedule Schedule { get; init; } = new();
+
+    /// <summary>Maximum global gradient norm (reference: 0.1); 0 disables clipping.</summary>
+    public double ClipGradNorm { get; init; } = 0.1;
+
+    /// <summary>Seed of shuffling and of the training noise (jitter, dropout); each epoch derives its own from it.</summary>
+    public long Seed { get; init; } = 133;
+
+    /// <summary>Cache the frozen backbone's features instead of recomputing them every epoch (ignored with augmentation).</summary>
+    public bool CacheFeatures { get; init; } = true;
+
+    /// <summary>Folder for the feature cache on disk, or null to keep it in memory only.</summary>
+    public string? FeatureCacheDirectory { get; init; }
+
+    /// <summary>Training augmentation (off by default; turns the feature cache off).</summary>
+    public AugmentationOptions Augmentation { get; init; } = AugmentationOptions.None;
+
+    /// <summary>Validation images (with masks for pixel metrics), or null.</summary>
+    public IImageSource? Validation { get; init; }
+
+    /// <summary>Evaluate on <see cref="Validation"/> every this many epochs (and after the last); 0 only after the last.</summary>
+    public int EvaluateEvery { get; init; } = 10;
+
+    /// <summary>Checkpoint file written every <see cref="CheckpointEvery"/> epochs and at the end, or null for none.</summary>
+    public string? CheckpointPath { get; init; }
+
+    /// <summary>Epochs between checkpoints; 0 writes only the final one.</summary>
+    public int CheckpointEvery { get; init; } = 10;
+
+    /// <summary>A checkpoint written with its optimizer state to resume from, or null.</summary>
+    public string? ResumeFrom { get; init; }
+
+    /// <summary>Bad training images: stop (default) or skip them with a report.</summary>
+    public BadInputPolicy OnBadInput { get; init; } = BadInputPolicy.Throw;
+
+    /// <summary>Throws an exception naming the first impossible value.</summary>
+    /// <exception cref="ArgumentException">A value is out of range.</exception>
+    public void Validate()
+    {
+        if (Epochs <= 0)
+        {
+            throw new ArgumentException($"{nameof(Epochs)} = {Epochs} must be positive.");
+        }
+
+        if (BatchSize <= 0)
+        {
+            throw new ArgumentException($"{nameof(BatchSize)} = {BatchSize} must be positive.");
+        }
+
+        if (!(ClipGradNorm >= 0))
+        {
+            throw new ArgumentException($"{nameof(ClipGradNorm)} = {ClipGradNorm} must be 0 (off) or positive.");
+        }
+
+        if (EvaluateEvery < 0 || CheckpointEvery < 0)
+        {
+            throw new ArgumentException($"{nameof(EvaluateEvery)} = {EvaluateEvery} and {nameof(CheckpointEvery)} = {CheckpointEvery} must not be negative.");
+        }
+
+        Optimizer.Validate();
+        if (Schedule.StepSize <= 0 || !(Schedule.Gamma > 0))
+        {
+            throw new ArgumentException($"StepLR needs a positive step size and gamma; got {Schedule.StepSize} and {Schedule.Gamma}.");
+        }
+    }
+}
