@@ -23,7 +23,7 @@ Directory.CreateDirectory(output);
 const int size = 128;
 const long seed = 133;
 Console.WriteLine("UniAD.Core quick start: one unified model for four classes, trained on CPU, no download.");
-var dataset = SyntheticDefects.Generate(dataRoot, new SyntheticDatasetOptions { ImageSize = size, TrainPerClass = 60, TestGoodPerClass = 10, TestPerDefect = 3, Seed = seed });
+var dataset = SyntheticDefects.Generate(dataRoot, new SyntheticDatasetOptions { ImageSize = size, TrainPerClass = 40, TestGoodPerClass = 10, TestPerDefect = 3, Seed = seed });
 Console.WriteLine($"Data: {dataset.TrainImages} normal training images and {dataset.TestImages} test images of {string.Join(", ", dataset.Classes)} in {dataRoot}");
 var train = MvtecAd.Open(dataRoot, DatasetSplit.Train);
 var test = MvtecAd.Open(dataRoot, DatasetSplit.Test);
@@ -44,7 +44,7 @@ var r = detector.Options.Reconstruction;
 Console.WriteLine($"Demo network (smaller than the paper's): random ResNet-18 layers 1-2 ({r.InputChannels} channels), {size} x {size} input, " +
                   $"{r.FeatureSize} tokens, width {r.HiddenDim}, {r.NumEncoderLayers}+{r.NumDecoderLayers} layers, neighbor mask {r.NeighborSize}, jitter {r.FeatureJitter?.Scale}.");
 
-var epochs = 60;
+var epochs = 30;
 var result = detector.Train(
     train,
     new TrainingOptions { Epochs = epochs, BatchSize = 16, Optimizer = new() { LearningRate = 1e-3 }, Seed = seed, CheckpointPath = Path.Combine(output, "checkpoint.safetensors"), CheckpointEvery = 0 },

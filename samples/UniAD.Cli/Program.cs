@@ -1,0 +1,343 @@
+// uniad: command-line front end of UniAD.Core.
+//   uniad train     --data SOURCE --out MODEL [options]
+//   uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
+//   uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]
+//   uniad calibrate --model MODEL --data SOURCE [--method f1|far] [--rate R] [--out MODEL]
+//   uniad import    --checkpoint ckpt.pth.tar --config config.json --out MODEL
+// SOURCE: mvtec:ROOT[:class,class]  meta:FILE@IMAGE_ROOT  cifar10:ROOT[:0,1,2,3,4]  folder:ROOT
+// Exit codes: 0 success, 1 failure (bad data, files or options), 2 usage error, 130 cancelled.
+using System.Globalization;
+using Spectre.Console;
+using UniAD.Core.Data;
+using UniAD.Core.Detection;
+using UniAD.Core.Metrics;
+
+var culture = CultureInfo.InvariantCulture;
+using var cancel = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    cancel.Cancel();
+};
+
+if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+{
+    Usage();
+    return args.Length == 0 ? 2 : 0;
+}
+
+try
+{
+    var command = args[0];
+    var options = Options.Parse(args.Skip(1).ToArray());
+    return command switch
+    {
+        "train" => Train(options),
+        "evaluate" => Evaluate(options),
+        "score" => Score(options),
+        "calibrate" => Calibrate(options),
+        "import" => Import(options),
+        _ => throw new UsageException($"unknown command '{command}'"),
+    };
+}
+catch (UsageException ex)
+{
+    AnsiConsole.MarkupLineInterpolated($"[red]usage error:[/] {ex.Message}");
+    Usage();
+    return 2;
+}
+catch (OperationCanceledException)
+{
+    AnsiConsole.MarkupLine("[yellow]cancelled[/] (the last checkpoint, if any, is intact)");
+    return 130;
+}
+catch (Exception ex) when (ex is IOException or InvalidDataException or ArgumentException or InvalidOperationException or FormatException or UnauthorizedAccessException)
+{
+    AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {ex.Message}");
+    return 1;
+}
+
+int Train(Options o)
+{
+    var (train, test) = OpenSource(o.Required("data"), DatasetSplit.Train);
+    var output = o.Required("out");
+    int input = o.Int("input", 224);
+    var builder = new AnomalyDetectorBuilder()
+        .WithBackbone(o.Get("backbone") ?? "efficientnet-b4", o.Ints("layers") ?? new[] { 1, 2, 3, 4 }, o.Get("weights"))
+        .WithInputSize(input, input)
+        .WithNeckStride(o.Int("stride", 16))
+        .WithDevice(o.Get("device") ?? "cpu")
+        .WithSeed(o.Int("seed", 133));
+    if (o.Get("score") == "mean")
+    {
+        builder.WithImageScore(ImageScoreKind.Mean);
+    }
+
+    using var detector = builder.Build();
+    var validation = o.Get("validate") is { } v ? OpenSource(v, DatasetSplit.Test).Test : test;
+    var training = new TrainingOptions
+    {
+        Epochs = o.Int("epochs", 1000),
+        BatchSize = o.Int("batch", 64),
+        Optimizer = new() { LearningRate = o.Double("lr", 1e-4) },
+        Seed = o.Int("seed", 133),
+        FeatureCacheDirectory = o.Get("cache-dir"),
+        Validation = validation,
+        EvaluateEvery = o.Int("evaluate-every", 10),
+        CheckpointPath = output,
+        CheckpointEvery = o.Int("checkpoint-every", 10),
+        ResumeFrom = o.Get("resume"),
+    };
+    AnsiConsole.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {training.Epochs} epochs, batch {training.BatchSize}.");
+    TrainingResult? result = null;
+    AnsiConsole.Progress()
+        .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+        .Start(ctx =>
+        {
+            var features = ctx.AddTask("features", maxValue: train.Samples.Count);
+            var epochs = ctx.AddTask("epochs", maxValue: training.Epochs);
+            var progress = new SynchronousProgress<TrainingProgress>(p =>
+            {
+                if (p.Stage == "features")
+                {
+                    features.Value = p.Step;
+                }
+                else
+                {
+                    features.Value = features.MaxValue;
+                    epochs.Value = p.Epoch - 1 + (p.Steps == 0 ? 1 : (double)p.Step / p.Steps);
+                    epochs.Description = string.Create(culture, $"epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4}");
+                }
+            });
+            result = detector.Train(train, training, progress, cancel.Token);
+        });
+    AnsiConsole.MarkupLineInterpolated($"Trained {result!.EpochsCompleted} epochs in {result.Duration.TotalMinutes:F1} min; model written to [bold]{output}[/].");
+    if (result.Validation is { } report)
+    {
+        AnsiConsole.WriteLine(report.ToMarkdown());
+    }
+
+    return 0;
+}
+
+int Evaluate(Options o)
+{
+    using var detector = AnomalyDetector.Load(o.Required("model"), o.Get("device"));
+    var (_, test) = OpenSource(o.Required("data"), DatasetSplit.Test);
+    MetricsReport? report = null;
+    AnsiConsole.Progress().Start(ctx =>
+    {
+        var task = ctx.AddTask("evaluating", maxValue: test.Samples.Count);
+        report = detector.Evaluate(test, progress: new SynchronousProgress<DataProgress>(p => task.Value = p.Completed), cancellationToken: cancel.Token);
+    });
+    AnsiConsole.WriteLine(report!.ToMarkdown());
+    if (o.Get("markdown") is { } md)
+    {
+        File.WriteAllText(md, report.ToMarkdown());
+    }
+
+    if (o.Get("json") is { } json)
+    {
+        File.WriteAllText(json, report.ToJson());
+    }
+
+    if (o.Get("heatmaps") is { } folder)
+    {
+        var files = detector.SaveCompoundViews(test, folder, cancellationToken: cancel.Token);
+        AnsiConsole.MarkupLineInterpolated($"Wrote {files.Count} heat maps to [bold]{folder}[/].");
+    }
+
+    return 0;
+}
+
+int Score(Options o)
+{
+    using var detector = AnomalyDetector.Load(o.Required("model"), o.Get("device"));
+    var files = o.Positional.SelectMany<string, string>(p => Directory.Exists(p)
+            ? Directory.EnumerateFiles(p).Where(f => ImageSource.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal)
+            : new[] { p }).ToList();
+    if (files.Count == 0)
+    {
+        throw new UsageException("score needs image files or folders");
+    }
+
+    var heatmaps = o.Get("heatmaps");
+    if (heatmaps is not null)
+    {
+        Directory.CreateDirectory(heatmaps);
+    }
+
+    var table = new Table().AddColumns("image", "score", "normalized", "anomalous");
+    foreach (var result in detector.ScoreStream(files, cancellationToken: cancel.Token))
+    {
+        table.AddRow(
+            Markup.Escape(result.Source ?? "?"),
+            result.Score.ToString("G5", culture),
+            result.NormalizedScore?.ToString("F3", culture) ?? "-",
+            result.IsAnomalous is null ? "uncalibrated" : result.IsAnomalous.Value ? "[red]yes[/]" : "no");
+        if (heatmaps is not null)
+        {
+            var image = ImageDecoder.Decode(result.Source!);
+            using var overlay = HeatmapRenderer.Overlay(image, result, detector.Calibration);
+            HeatmapRenderer.SavePng(overlay, Path.Combine(heatmaps, Path.GetFileNameWithoutExtension(result.Source!) + "_heatmap.png"));
+        }
+    }
+
+    AnsiConsole.Write(table);
+    return 0;
+}
+
+int Calibrate(Options o)
+{
+    var model = o.Required("model");
+    using var detector = AnomalyDetector.Load(model, o.Get("device"));
+    var (_, images) = OpenSource(o.Required("data"), DatasetSplit.Test);
+    var method = o.Get("method") is "far" ? CalibrationMethod.FalseAlarmRate : CalibrationMethod.F1Max;
+    var calibration = detector.Calibrate(images, new CalibrationOptions { Method = method, FalseAlarmRate = o.Double("rate", 0.01) }, cancel.Token);
+    var output = o.Get("out") ?? model;
+    detector.Save(output);
+    AnsiConsole.MarkupLineInterpolated($"Image threshold {calibration.ImageThreshold.ToString("G6", culture)}, pixel threshold {calibration.PixelThreshold?.ToString("G6", culture) ?? "none"} ({method}, {calibration.Images} images); saved to [bold]{output}[/].");
+    return 0;
+}
+
+int Import(Options o)
+{
+    using var detector = AnomalyDetector.ImportReference(o.Required("checkpoint"), o.Required("config"), o.Get("device"));
+    var output = o.Required("out");
+    detector.Save(output);
+    AnsiConsole.MarkupLineInterpolated($"Imported {detector.Options.Backbone} model to [bold]{output}[/].");
+    return 0;
+}
+
+(IImageSource Train, IImageSource Test) OpenSource(string spec, DatasetSplit split)
+{
+    int colon = spec.IndexOf(':');
+    if (colon <= 0)
+    {
+        throw new UsageException($"data source '{spec}' needs a kind: mvtec:ROOT, meta:FILE@ROOT, cifar10:ROOT or folder:ROOT");
+    }
+
+    string kind = spec[..colon], rest = spec[(colon + 1)..];
+    switch (kind)
+    {
+        case "mvtec":
+        {
+            var (root, list) = SplitList(rest);
+            var options = new MvtecOptions { Classes = list };
+            return (MvtecAd.Open(root, DatasetSplit.Train, options), MvtecAd.Open(root, DatasetSplit.Test, options));
+        }
+
+        case "meta":
+        {
+            var at = rest.LastIndexOf('@');
+            if (at <= 0)
+            {
+                throw new UsageException("meta sources are meta:FILE@IMAGE_ROOT");
+            }
+
+            var source = MetaFile.Open(rest[..at], rest[(at + 1)..]);
+            return (source, source);
+        }
+
+        case "cifar10":
+        {
+            var (root, list) = SplitList(rest);
+            var normal = list?.Select(c => int.Parse(c, culture)).ToArray() ?? Cifar10.ReferenceSplits[0].ToArray();
+            var protocol = Directory.Exists(Path.Combine(root, "train"))
+                ? Cifar10.FromJpegFolder(root, new Cifar10Options { NormalClasses = normal })
+                : Cifar10.FromBinaryBatches(root, new Cifar10Options { NormalClasses = normal });
+            return (protocol.Train, protocol.Test);
+        }
+
+        case "folder":
+        {
+            var source = ImageFolder.Open(rest);
+            return split == DatasetSplit.Train ? ImageFolder.SplitNormal(source, 0.8, 133) : (source, source);
+        }
+
+        default:
+            throw new UsageException($"unknown data kind '{kind}' (mvtec, meta, cifar10, folder)");
+    }
+}
+
+static (string Root, IReadOnlyList<string>? List) SplitList(string text)
+{
+    // ROOT[:a,b,c]; a Windows drive letter (C:\...) is part of the root.
+    int colon = text.LastIndexOf(':');
+    return colon > 1 && text[(colon + 1)..].Length > 0 && !text[(colon + 1)..].Contains(Path.DirectorySeparatorChar, StringComparison.Ordinal)
+        ? (text[..colon], text[(colon + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        : (text, null);
+}
+
+static void Usage()
+{
+    Console.WriteLine("""
+        uniad: unified multi-class anomaly detection (UniAD) from the command line.
+
+          uniad train     --data SOURCE --out MODEL [--backbone efficientnet-b4] [--layers 1,2,3,4] [--weights FILE]
+                          [--epochs 1000] [--batch 64] [--lr 1e-4] [--input 224] [--stride 16] [--device cpu|cuda]
+                          [--validate SOURCE] [--evaluate-every 10] [--checkpoint-every 10] [--resume MODEL]
+                          [--cache-dir DIR] [--score max|mean] [--seed 133]
+          uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
+          uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]
+          uniad calibrate --model MODEL --data SOURCE [--method f1|far] [--rate 0.01] [--out MODEL]
+          uniad import    --checkpoint ckpt.pth.tar --config config.json --out MODEL
+
+        SOURCE: mvtec:ROOT[:bottle,cable,...]   meta:FILE@IMAGE_ROOT   cifar10:ROOT[:0,1,2,3,4]   folder:ROOT
+        Exit codes: 0 success, 1 failure, 2 usage error, 130 cancelled (Ctrl+C).
+        """);
+}
+
+/// <summary>Parsed <c>--name value</c> options and positional arguments.</summary>
+internal sealed class Options
+{
+    private readonly Dictionary<string, string> named = new(StringComparer.Ordinal);
+
+    public List<string> Positional { get; } = new();
+
+    public static Options Parse(string[] args)
+    {
+        var o = new Options();
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i].StartsWith("--", StringComparison.Ordinal))
+            {
+                if (i + 1 >= args.Length)
+                {
+                    throw new UsageException($"{args[i]} needs a value");
+                }
+
+                o.named[args[i][2..]] = args[++i];
+            }
+            else
+            {
+                o.Positional.Add(args[i]);
+            }
+        }
+
+        return o;
+    }
+
+    public string? Get(string name) => named.TryGetValue(name, out var v) ? v : null;
+
+    public string Required(string name) => Get(name) ?? throw new UsageException($"--{name} is required");
+
+    public int Int(string name, int fallback) => Get(name) is { } v
+        ? int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var i) ? i : throw new UsageException($"--{name} needs an integer, got '{v}'")
+        : fallback;
+
+    public double Double(string name, double fallback) => Get(name) is { } v
+        ? double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : throw new UsageException($"--{name} needs a number, got '{v}'")
+        : fallback;
+
+    public int[]? Ints(string name) => Get(name)?.Split(',').Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var i) ? i : throw new UsageException($"--{name} needs integers, got '{s}'")).ToArray();
+}
+
+/// <summary>A command line that cannot be understood (exit code 2).</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Reports progress on the calling thread.</summary>
+internal sealed class SynchronousProgress<T>(Action<T> handler) : IProgress<T>
+{
+    public void Report(T value) => handler(value);
+}
