@@ -1,7 +1,7 @@
 // UniAD.Core benchmarks: prints timings of the library's hot paths on this machine.
 // Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only GROUP] [options]
-//   groups: reconstruction, backbone, data, metrics (all of them when --only is absent)
-//   reconstruction, backbone, data: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
+//   groups: reconstruction, backbone, data, detector, metrics (all of them when --only is absent)
+//   reconstruction, backbone, data, detector: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
 //   metrics: [--metric-runs N] [--images N] [--size N] [--seed N]          (each run in its own process)
 using System.Diagnostics;
 using System.Globalization;
@@ -26,6 +26,7 @@ var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
     ["reconstruction"] = () => ReconstructionBenchmarks.Run(runs, warmup),
     ["backbone"] = () => BackboneBenchmarks.Run(runs, warmup),
     ["data"] = () => DataBenchmarks.Run(runs, warmup),
+    ["detector"] = () => DetectorBenchmarks.Run(runs, warmup),
     ["metrics"] = () => MetricsBenchmarks.Run(ArgValue(args, "--metric-runs", 3), images, size, seed),
 };
 var only = ArgText(args, "--only");
