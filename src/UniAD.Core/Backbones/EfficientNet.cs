@@ -15,9 +15,10 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
     private readonly Parameter? bias;
-    private readonly long stride;
+    private readonly long[] strides;
     private readonly long groups;
     private readonly long[] padding;
+    private readonly long[]? symmetricPadding;
 
     /// <summary>Creates the convolution.</summary>
     public Conv2dStaticSamePadding(long inChannels, long outChannels, int kernelSize, int stride, int nominalInputSize, bool bias, long groups = 1)
@@ -25,10 +26,14 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     {
         weight = new Parameter(empty(outChannels, inChannels / groups, kernelSize, kernelSize));
         this.bias = bias ? new Parameter(zeros(outChannels)) : null;
-        this.stride = stride;
+        strides = new long[] { stride, stride };
         this.groups = groups;
         var (left, right, top, bottom) = EfficientNetSpec.SamePadding(nominalInputSize, kernelSize, stride);
         padding = new long[] { left, right, top, bottom };
+
+        // Equal padding on both sides of each axis is the convolution's own zero padding, which saves
+        // F.pad's copy of the input; only the uneven padding of some strided convolutions needs F.pad.
+        symmetricPadding = left == right && top == bottom ? new long[] { top, left } : null;
         RegisterComponents();
         using var _ = no_grad();
         init.kaiming_uniform_(weight, Math.Sqrt(5));
@@ -37,12 +42,25 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     /// <summary>The static padding (left, right, top, bottom).</summary>
     public IReadOnlyList<long> Padding => padding;
 
+    /// <summary>The weight parameter (out x in / groups x k x k).</summary>
+    internal Parameter Weight => weight;
+
+    /// <summary>The bias parameter, if any.</summary>
+    internal Parameter? Bias => bias;
+
     /// <inheritdoc />
-    public override Tensor forward(Tensor input)
+    public override Tensor forward(Tensor input) => Convolve(input, weight, bias);
+
+    /// <summary>This convolution's padding, stride and groups applied with the given weight and bias (e.g. BatchNorm-folded ones).</summary>
+    internal Tensor Convolve(Tensor input, Tensor convWeight, Tensor? convBias)
     {
-        using var scope = NewDisposeScope();
-        var x = padding.Any(p => p != 0) ? F.pad(input, padding) : input;
-        return F.conv2d(x, weight, bias, strides: new[] { stride, stride }, groups: groups).MoveToOuterDisposeScope();
+        if (symmetricPadding is not null)
+        {
+            return F.conv2d(input, convWeight, convBias, strides: strides, padding: symmetricPadding, groups: groups);
+        }
+
+        using var padded = F.pad(input, padding);
+        return F.conv2d(padded, convWeight, convBias, strides: strides, groups: groups);
     }
 }
 
