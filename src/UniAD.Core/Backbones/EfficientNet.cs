@@ -64,8 +64,12 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     }
 }
 
-/// <summary>EfficientNet's mobile inverted bottleneck block with squeeze-excitation (EfficientNet-PyTorch key names).</summary>
-public sealed class MBConvBlock : Module<Tensor, Tensor>
+/// <summary>
+/// EfficientNet's mobile inverted bottleneck block with squeeze-excitation (EfficientNet-PyTorch key names).
+/// In evaluation mode without autograd each BatchNorm is folded into the convolution before it (see
+/// <see cref="InvalidateFusedWeights"/>); the parameters and state-dict keys are those of the unfolded block.
+/// </summary>
+public sealed class MBConvBlock : Module<Tensor, Tensor>, IFusedWeightsCache
 {
     private readonly Conv2dStaticSamePadding? _expand_conv;
     private readonly BatchNorm2d? _bn0;
@@ -76,6 +80,9 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>
     private readonly Conv2dStaticSamePadding _project_conv;
     private readonly BatchNorm2d _bn2;
     private readonly bool skip;
+    private readonly FoldedConvBatchNorm? expandFolded;
+    private readonly FoldedConvBatchNorm depthwiseFolded;
+    private readonly FoldedConvBatchNorm projectFolded;
 
     /// <summary>Builds the block described by <paramref name="spec"/>.</summary>
     public MBConvBlock(MBConvBlockSpec spec)
@@ -100,6 +107,9 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>
         _bn2 = BatchNorm2d(spec.OutputFilters, eps, momentum);
         skip = spec.Stride == 1 && spec.InputFilters == spec.OutputFilters;
         RegisterComponents();
+        expandFolded = _expand_conv is null ? null : new FoldedConvBatchNorm(_expand_conv, _bn0!);
+        depthwiseFolded = new FoldedConvBatchNorm(_depthwise_conv, _bn1);
+        projectFolded = new FoldedConvBatchNorm(_project_conv, _bn2);
     }
 
     /// <summary>The block's architecture.</summary>
@@ -109,17 +119,23 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>
     public override Tensor forward(Tensor inputs)
     {
         using var scope = NewDisposeScope();
+        bool fold = FusedWeights.CanFold(this);
+        if (training)
+        {
+            InvalidateFusedWeights(); // training-mode BatchNorm updates its running statistics in place
+        }
+
         var x = inputs;
         if (_expand_conv is not null)
         {
-            x = F.silu(_bn0!.forward(_expand_conv.forward(x)));
+            x = F.silu(fold ? expandFolded!.Forward(x) : _bn0!.forward(_expand_conv.forward(x)));
         }
 
-        x = F.silu(_bn1.forward(_depthwise_conv.forward(x)));
+        x = F.silu(fold ? depthwiseFolded.Forward(x) : _bn1.forward(_depthwise_conv.forward(x)));
         var squeezed = F.adaptive_avg_pool2d(x, new long[] { 1, 1 });
         squeezed = _se_expand.forward(F.silu(_se_reduce.forward(squeezed)));
         x = sigmoid(squeezed) * x;
-        x = _bn2.forward(_project_conv.forward(x));
+        x = fold ? projectFolded.Forward(x) : _bn2.forward(_project_conv.forward(x));
         if (skip)
         {
             x = x + inputs; // drop-connect is a training-time regulariser; the backbone is frozen
@@ -127,14 +143,41 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>
 
         return x.MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// Drops the BatchNorm-folded weights used for inference; they are folded again from the current
+    /// parameters at the next evaluation-mode forward. Loading through this library, <c>load_state_dict</c>
+    /// and <c>load</c> of the owning network, and moves with <c>to()</c> need no call; changing parameters or
+    /// BatchNorm statistics in place by other means does.
+    /// </summary>
+    public void InvalidateFusedWeights()
+    {
+        expandFolded?.Invalidate();
+        depthwiseFolded.Invalidate();
+        projectFolded.Invalidate();
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            expandFolded?.Dispose();
+            depthwiseFolded.Dispose();
+            projectFolded.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
 }
 
 /// <summary>
 /// EfficientNet with EfficientNet-PyTorch's structure and state-dict keys (<c>_conv_stem</c>, <c>_bn0</c>,
 /// <c>_blocks.{i}</c>, and with the head <c>_conv_head</c>, <c>_bn1</c>, <c>_fc</c>). It can be built
-/// truncated after any block, which is what the feature extractor does.
+/// truncated after any block, which is what the feature extractor does. In evaluation mode without
+/// autograd each BatchNorm is folded into the convolution before it (see <see cref="InvalidateFusedWeights"/>).
 /// </summary>
-public sealed class EfficientNet : Module<Tensor, Tensor>
+public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
 {
     private readonly Conv2dStaticSamePadding _conv_stem;
     private readonly BatchNorm2d _bn0;
@@ -142,6 +185,8 @@ public sealed class EfficientNet : Module<Tensor, Tensor>
     private readonly Conv2dStaticSamePadding? _conv_head;
     private readonly BatchNorm2d? _bn1;
     private readonly Linear? _fc;
+    private readonly FoldedConvBatchNorm stemFolded;
+    private readonly FoldedConvBatchNorm? headFolded;
 
     /// <summary>Builds the network up to and including block <paramref name="lastBlock"/> (all blocks when null); the head and classifier only when <paramref name="includeHead"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The block index is outside the variant's blocks, or a head is asked for on a truncated network.</exception>
@@ -178,6 +223,8 @@ public sealed class EfficientNet : Module<Tensor, Tensor>
         }
 
         RegisterComponents();
+        stemFolded = new FoldedConvBatchNorm(_conv_stem, _bn0);
+        headFolded = _conv_head is null ? null : new FoldedConvBatchNorm(_conv_head, _bn1!);
     }
 
     /// <summary>The architecture.</summary>
@@ -189,8 +236,23 @@ public sealed class EfficientNet : Module<Tensor, Tensor>
     /// <summary>Runs the stem and blocks, calling <paramref name="onBlock"/> with each block's index and output.</summary>
     public Tensor ForwardBlocks(Tensor images, Action<int, Tensor>? onBlock)
     {
+        ArgumentNullException.ThrowIfNull(images);
         using var scope = NewDisposeScope();
-        var x = F.silu(_bn0.forward(_conv_stem.forward(images)));
+        Tensor x;
+        if (FusedWeights.CanFold(this))
+        {
+            x = F.silu(stemFolded.Forward(images));
+        }
+        else
+        {
+            if (training)
+            {
+                stemFolded.Invalidate(); // training-mode BatchNorm updates its running statistics in place
+            }
+
+            x = F.silu(_bn0.forward(_conv_stem.forward(images)));
+        }
+
         for (int i = 0; i < _blocks.Count; i++)
         {
             x = _blocks[i].forward(x);
@@ -207,12 +269,72 @@ public sealed class EfficientNet : Module<Tensor, Tensor>
         var x = ForwardBlocks(images, null);
         if (_conv_head is not null)
         {
-            x = F.silu(_bn1!.forward(_conv_head.forward(x)));
+            if (training)
+            {
+                headFolded!.Invalidate();
+            }
+
+            x = F.silu(FusedWeights.CanFold(this) ? headFolded!.Forward(x) : _bn1!.forward(_conv_head.forward(x)));
             x = F.adaptive_avg_pool2d(x, new long[] { 1, 1 }).flatten(1);
             x = _fc!.forward(x);
         }
 
         return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Drops the BatchNorm-folded weights used for inference; they are folded again from the current
+    /// parameters at the next evaluation-mode forward. Loading through this library
+    /// (<see cref="Weights.StateDict.Load"/>, <see cref="BackboneWeights"/>), <c>load_state_dict</c>,
+    /// <c>load</c> and moves with <c>to()</c> need no call; changing parameters or BatchNorm statistics in
+    /// place by other means does.
+    /// </summary>
+    public void InvalidateFusedWeights()
+    {
+        stemFolded.Invalidate();
+        headFolded?.Invalidate();
+        foreach (var block in _blocks)
+        {
+            block.InvalidateFusedWeights();
+        }
+    }
+
+    /// <inheritdoc />
+    public override (IList<string>, IList<string>) load_state_dict(Dictionary<string, Tensor> source, bool strict = true, IList<string>? skip = null)
+    {
+        try
+        {
+            return base.load_state_dict(source, strict, skip);
+        }
+        finally
+        {
+            InvalidateFusedWeights();
+        }
+    }
+
+    /// <inheritdoc />
+    public override Module load(BinaryReader reader, bool strict = true, IList<string>? skip = null, Dictionary<string, bool>? loadedParameters = null)
+    {
+        try
+        {
+            return base.load(reader, strict, skip, loadedParameters);
+        }
+        finally
+        {
+            InvalidateFusedWeights();
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            stemFolded.Dispose();
+            headFolded?.Dispose();
+        }
+
+        base.Dispose(disposing);
     }
 }
 
@@ -226,6 +348,7 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
     // Held through delegates, not as a Module field: a parent's RegisterComponents() would otherwise
     // register the wrapper too and prefix every key with its field name.
     private readonly Func<Tensor, Action<int, Tensor>?, Tensor> forwardBlocks;
+    private readonly Action invalidateFusedWeights;
     private readonly int builtBlocks;
     private readonly int[] blocks;
 
@@ -236,6 +359,7 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
         blocks = outputs.Select(o => o.Block).ToArray();
         var model = new EfficientNet(spec, blocks.Max());
         forwardBlocks = model.ForwardBlocks;
+        invalidateFusedWeights = model.InvalidateFusedWeights;
         builtBlocks = model.BlockCount;
         // The network's children are registered directly, so that this module's state-dict keys are
         // EfficientNet-PyTorch's own (_conv_stem.weight, _blocks.0..., as under the reference's backbone.).
@@ -291,6 +415,9 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
         (key.StartsWith("_blocks.", StringComparison.Ordinal) && int.TryParse(key.AsSpan(8, key.IndexOf('.', 8) < 0 ? key.Length - 8 : key.IndexOf('.', 8) - 8), out int block) && block >= builtBlocks && block < Spec.Blocks.Count);
 
     /// <inheritdoc />
+    public override void InvalidateFusedWeights() => invalidateFusedWeights(); // the network's own and every block's
+
+    /// <inheritdoc />
     protected override Tensor[] Extract(Tensor images)
     {
         var features = new Tensor[blocks.Length];
@@ -303,6 +430,17 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
             }
         });
         return features;
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            invalidateFusedWeights(); // releases the folded tensors
+        }
+
+        base.Dispose(disposing);
     }
 
     private static FeatureInfo Info(EfficientNetSpec spec, int layer, int block) =>
