@@ -175,7 +175,8 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>, IFusedWeightsCache
 /// EfficientNet with EfficientNet-PyTorch's structure and state-dict keys (<c>_conv_stem</c>, <c>_bn0</c>,
 /// <c>_blocks.{i}</c>, and with the head <c>_conv_head</c>, <c>_bn1</c>, <c>_fc</c>). It can be built
 /// truncated after any block, which is what the feature extractor does. In evaluation mode without
-/// autograd each BatchNorm is folded into the convolution before it (see <see cref="InvalidateFusedWeights"/>).
+/// autograd it runs faster: each BatchNorm is folded into the convolution before it, and on the CPU the
+/// activations are kept in channels-last layout (see <see cref="InvalidateFusedWeights"/>).
 /// </summary>
 public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
 {
@@ -233,7 +234,11 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
     /// <summary>Number of blocks built.</summary>
     public int BlockCount => _blocks.Count;
 
-    /// <summary>Runs the stem and blocks, calling <paramref name="onBlock"/> with each block's index and output.</summary>
+    /// <summary>
+    /// Runs the stem and blocks, calling <paramref name="onBlock"/> with each block's index and output, and
+    /// returns the last block's output (contiguous). The tensors passed to <paramref name="onBlock"/> may
+    /// have channels-last strides (evaluation mode without autograd, on the CPU).
+    /// </summary>
     public Tensor ForwardBlocks(Tensor images, Action<int, Tensor>? onBlock)
     {
         ArgumentNullException.ThrowIfNull(images);
@@ -241,7 +246,8 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
         Tensor x;
         if (FusedWeights.CanFold(this))
         {
-            x = F.silu(stemFolded.Forward(images));
+            var input = FusedWeights.PrefersChannelsLast(images) && images.dim() == 4 ? FusedWeights.ToChannelsLast(images) : images;
+            x = F.silu(stemFolded.Forward(input));
         }
         else
         {
@@ -259,7 +265,7 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
             onBlock?.Invoke(i, x);
         }
 
-        return x.MoveToOuterDisposeScope();
+        return x.contiguous().MoveToOuterDisposeScope();
     }
 
     /// <summary>Classifier logits when built with the head; otherwise the last block's output.</summary>
@@ -426,7 +432,7 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
         {
             if (position.TryGetValue(index, out int slot))
             {
-                features[slot] = x.alias().MoveToOuterDisposeScope(); // out of ForwardBlocks' scope
+                features[slot] = x.contiguous().MoveToOuterDisposeScope(); // out of ForwardBlocks' scope, in the usual layout
             }
         });
         return features;

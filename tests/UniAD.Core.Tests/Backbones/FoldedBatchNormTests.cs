@@ -9,7 +9,8 @@ using static TorchSharp.torch;
 namespace UniAD.Core.Tests.Backbones;
 
 /// <summary>
-/// EfficientNet inference with each BatchNorm folded into its convolution: the same numbers as the unfolded network, the same state dict, and a cache that follows the weights.
+/// EfficientNet inference with each BatchNorm folded into its convolution (and channels-last activations on the
+/// CPU): the same numbers as the unfolded network, the same state dict, and a cache that follows the weights.
 /// The unfolded reference is the same module run with autograd on, which never folds.
 /// </summary>
 public sealed class FoldedBatchNormTests
