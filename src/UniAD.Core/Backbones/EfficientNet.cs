@@ -119,23 +119,17 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>, IFusedWeightsCache
     public override Tensor forward(Tensor inputs)
     {
         using var scope = NewDisposeScope();
-        bool fold = FusedWeights.CanFold(this);
-        if (training)
-        {
-            InvalidateFusedWeights(); // training-mode BatchNorm updates its running statistics in place
-        }
-
         var x = inputs;
-        if (_expand_conv is not null)
+        if (expandFolded is not null)
         {
-            x = F.silu(fold ? expandFolded!.Forward(x) : _bn0!.forward(_expand_conv.forward(x)));
+            x = F.silu(expandFolded.Forward(x));
         }
 
-        x = F.silu(fold ? depthwiseFolded.Forward(x) : _bn1.forward(_depthwise_conv.forward(x)));
+        x = F.silu(depthwiseFolded.Forward(x));
         var squeezed = F.adaptive_avg_pool2d(x, new long[] { 1, 1 });
         squeezed = _se_expand.forward(F.silu(_se_reduce.forward(squeezed)));
         x = sigmoid(squeezed) * x;
-        x = fold ? projectFolded.Forward(x) : _bn2.forward(_project_conv.forward(x));
+        x = projectFolded.Forward(x);
         if (skip)
         {
             x = x + inputs; // drop-connect is a training-time regulariser; the backbone is frozen
@@ -156,6 +150,9 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>, IFusedWeightsCache
         depthwiseFolded.Invalidate();
         projectFolded.Invalidate();
     }
+
+    /// <summary>How many times this block's convolutions were folded (for tests).</summary>
+    internal int Folds => (expandFolded?.Folds ?? 0) + depthwiseFolded.Folds + projectFolded.Folds;
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
@@ -243,22 +240,8 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
     {
         ArgumentNullException.ThrowIfNull(images);
         using var scope = NewDisposeScope();
-        Tensor x;
-        if (FusedWeights.CanFold(this))
-        {
-            var input = FusedWeights.PrefersChannelsLast(images) && images.dim() == 4 ? FusedWeights.ToChannelsLast(images) : images;
-            x = F.silu(stemFolded.Forward(input));
-        }
-        else
-        {
-            if (training)
-            {
-                stemFolded.Invalidate(); // training-mode BatchNorm updates its running statistics in place
-            }
-
-            x = F.silu(_bn0.forward(_conv_stem.forward(images)));
-        }
-
+        var input = stemFolded.CanFold && images.dim() == 4 && FusedWeights.PrefersChannelsLast(images) ? FusedWeights.ToChannelsLast(images) : images;
+        var x = F.silu(stemFolded.Forward(input));
         for (int i = 0; i < _blocks.Count; i++)
         {
             x = _blocks[i].forward(x);
@@ -273,14 +256,9 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
     {
         using var scope = NewDisposeScope();
         var x = ForwardBlocks(images, null);
-        if (_conv_head is not null)
+        if (headFolded is not null)
         {
-            if (training)
-            {
-                headFolded!.Invalidate();
-            }
-
-            x = F.silu(FusedWeights.CanFold(this) ? headFolded!.Forward(x) : _bn1!.forward(_conv_head.forward(x)));
+            x = F.silu(headFolded.Forward(x));
             x = F.adaptive_avg_pool2d(x, new long[] { 1, 1 }).flatten(1);
             x = _fc!.forward(x);
         }
@@ -331,6 +309,9 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
         }
     }
 
+    /// <summary>How many times the network's convolutions were folded (for tests).</summary>
+    internal int Folds => stemFolded.Folds + (headFolded?.Folds ?? 0) + _blocks.Sum(b => b.Folds);
+
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
@@ -355,6 +336,7 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
     // register the wrapper too and prefix every key with its field name.
     private readonly Func<Tensor, Action<int, Tensor>?, Tensor> forwardBlocks;
     private readonly Action invalidateFusedWeights;
+    private readonly Func<int> folds;
     private readonly int builtBlocks;
     private readonly int[] blocks;
 
@@ -366,6 +348,7 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
         var model = new EfficientNet(spec, blocks.Max());
         forwardBlocks = model.ForwardBlocks;
         invalidateFusedWeights = model.InvalidateFusedWeights;
+        folds = () => model.Folds;
         builtBlocks = model.BlockCount;
         // The network's children are registered directly, so that this module's state-dict keys are
         // EfficientNet-PyTorch's own (_conv_stem.weight, _blocks.0..., as under the reference's backbone.).
@@ -422,6 +405,12 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
 
     /// <inheritdoc />
     public override void InvalidateFusedWeights() => invalidateFusedWeights(); // the network's own and every block's
+
+    /// <summary>The network's <see cref="EfficientNet.ForwardBlocks"/> (for tests).</summary>
+    internal Tensor ForwardBlocks(Tensor images, Action<int, Tensor>? onBlock) => forwardBlocks(images, onBlock);
+
+    /// <summary>How many times the network's convolutions were folded (for tests).</summary>
+    internal int Folds => folds();
 
     /// <inheritdoc />
     protected override Tensor[] Extract(Tensor images)

@@ -33,13 +33,6 @@ internal static class FusedWeights
     }
 
     /// <summary>
-    /// True when a frozen convolution + BatchNorm stack may use folded weights: evaluation mode (BatchNorm
-    /// uses, and does not update, its running statistics) and no autograd (the folded weights are constants,
-    /// so no gradient would reach the parameters).
-    /// </summary>
-    public static bool CanFold(Module module) => !module.training && !is_grad_enabled();
-
-    /// <summary>
     /// Channels-last (NHWC strides, NCHW shape) for single precision on the CPU, where oneDNN's convolutions,
     /// depthwise ones in particular, run markedly faster in that layout. Other dtypes (float64 depthwise
     /// convolutions get several times slower in it) and other devices, where it has not been measured, keep
@@ -55,8 +48,9 @@ internal static class FusedWeights
 /// An evaluation-mode BatchNorm folded into the convolution before it, for inference:
 /// w' = w·γ/√(var+ε) and b' = β + (b − mean)·γ/√(var+ε). The folded tensors are a cache, not state: this is
 /// neither a module nor a tensor, so a module holding it registers nothing new and its state dict keeps its
-/// keys. The cache is rebuilt when any source tensor is replaced (a move with <c>to()</c> replaces them) and
-/// after <see cref="Invalidate"/> (called by the weight loaders). It is thread-safe for concurrent forwards.
+/// keys. The cache is rebuilt when any source tensor is replaced (a move with <c>to()</c> replaces them), after a
+/// training-mode forward (which updates the running statistics) and after <see cref="Invalidate"/> (called by
+/// the weight loaders). It is thread-safe for concurrent forwards.
 /// </summary>
 internal sealed class FoldedConvBatchNorm : IDisposable
 {
@@ -74,9 +68,33 @@ internal sealed class FoldedConvBatchNorm : IDisposable
         this.norm = norm;
     }
 
-    /// <summary>The convolution followed by the BatchNorm, in one convolution with the folded weights.</summary>
+    /// <summary>
+    /// True when the folded weights may be used: the BatchNorm is in evaluation mode (it uses, and does not
+    /// update, its running statistics) and autograd is off (the folded weights are constants, so no gradient
+    /// would reach the parameters).
+    /// </summary>
+    public bool CanFold => !norm.training && !is_grad_enabled();
+
+    /// <summary>How many times the weights were folded (for tests: a warm cache folds nothing).</summary>
+    public int Folds { get; private set; }
+
+    /// <summary>
+    /// The convolution followed by the BatchNorm: one convolution with the folded weights when
+    /// <see cref="CanFold"/>, otherwise the two modules (and a training-mode BatchNorm, which updates its
+    /// running statistics, drops the folded weights).
+    /// </summary>
     public Tensor Forward(Tensor input)
     {
+        if (!CanFold)
+        {
+            if (norm.training)
+            {
+                Invalidate();
+            }
+
+            return norm.forward(conv.forward(input));
+        }
+
         var (w, b) = Weights();
         return conv.Convolve(input, w, b);
     }
@@ -92,6 +110,7 @@ internal sealed class FoldedConvBatchNorm : IDisposable
                 Release();
                 (weight, bias) = Fold();
                 sources = current;
+                Folds++;
             }
 
             return (weight, bias);

@@ -134,6 +134,57 @@ public sealed class FoldedBatchNormTests
     }
 
     [Fact]
+    public void Every_pair_is_folded_once_stem_included_and_again_only_after_a_load()
+    {
+        // The extractor's network object is not one of its registered modules (its own training flag is never
+        // cleared); what decides folding is each BatchNorm's own mode, so the stem folds too.
+        using var extractor = EfficientNetFeatureExtractor.FromLayers("b0", new[] { 1, 2, 3 });
+        int pairs = 1 + extractor.Spec.Blocks.Take(5).Sum(b => b.ExpandRatio == 1 ? 2 : 3); // stem + blocks 0..4
+        using var images = randn(1, 3, 64, 64);
+        void Forward()
+        {
+            using var scope = NewDisposeScope();
+            extractor.forward(images);
+        }
+
+        Forward();
+        Assert.Equal(pairs, extractor.Folds);
+        Forward();
+        Forward();
+        Assert.Equal(pairs, extractor.Folds);
+        using (var weights = RandomWeights(extractor, 81))
+        {
+            BackboneWeights.Load(extractor, weights, "random");
+        }
+
+        Forward();
+        Assert.Equal(2 * pairs, extractor.Folds);
+    }
+
+    [Fact]
+    public void Float32_activations_stay_channels_last_on_the_cpu_and_float64_ones_do_not()
+    {
+        using var extractor = EfficientNetFeatureExtractor.FromLayers("b0", new[] { 1, 2 });
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var layouts = new List<bool>();
+        extractor.ForwardBlocks(randn(2, 3, 64, 64), (_, x) => layouts.Add(IsChannelsLast(x)));
+        Assert.Equal(3, layouts.Count);
+        Assert.All(layouts, Assert.True);
+
+        layouts.Clear();
+        extractor.to(float64); // float64 keeps NCHW
+        extractor.ForwardBlocks(randn(2, 3, 64, 64, float64), (_, x) => layouts.Add(x.is_contiguous()));
+        Assert.All(layouts, Assert.True);
+    }
+
+    private static bool IsChannelsLast(Tensor x)
+    {
+        var s = x.stride();
+        return s[1] == 1 && s[3] == x.shape[1] && s[2] == x.shape[1] * x.shape[3];
+    }
+
+    [Fact]
     public void Extractor_features_match_the_unfolded_network_and_come_back_contiguous()
     {
         using var extractor = EfficientNetFeatureExtractor.FromLayers("b0", new[] { 1, 2, 3, 4 });
