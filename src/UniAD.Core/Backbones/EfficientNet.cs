@@ -119,24 +119,31 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>, IFusedWeightsCache
     public override Tensor forward(Tensor inputs)
     {
         using var scope = NewDisposeScope();
+
+        // Without autograd, the activation, gating and residual sum overwrite tensors made here (never the
+        // input), which saves allocating, and first touching, a new activation-sized tensor for each.
+        bool inPlace = !is_grad_enabled();
         var x = inputs;
         if (expandFolded is not null)
         {
-            x = F.silu(expandFolded.Forward(x));
+            x = Silu(expandFolded.Forward(x), inPlace);
         }
 
-        x = F.silu(depthwiseFolded.Forward(x));
+        x = Silu(depthwiseFolded.Forward(x), inPlace);
         var squeezed = F.adaptive_avg_pool2d(x, new long[] { 1, 1 });
         squeezed = _se_expand.forward(F.silu(_se_reduce.forward(squeezed)));
-        x = sigmoid(squeezed) * x;
+        x = inPlace ? x.mul_(sigmoid(squeezed)) : sigmoid(squeezed) * x;
         x = projectFolded.Forward(x);
         if (skip)
         {
-            x = x + inputs; // drop-connect is a training-time regulariser; the backbone is frozen
+            x = inPlace ? x.add_(inputs) : x + inputs; // drop-connect is a training-time regulariser; the backbone is frozen
         }
 
         return x.MoveToOuterDisposeScope();
     }
+
+    /// <summary>SiLU of a tensor the caller made and owns, overwriting it when <paramref name="inPlace"/>.</summary>
+    internal static Tensor Silu(Tensor own, bool inPlace) => inPlace ? own.silu_() : F.silu(own);
 
     /// <summary>
     /// Drops the BatchNorm-folded weights used for inference; they are folded again from the current
@@ -241,7 +248,7 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
         ArgumentNullException.ThrowIfNull(images);
         using var scope = NewDisposeScope();
         var input = stemFolded.CanFold && images.dim() == 4 && FusedWeights.PrefersChannelsLast(images) ? FusedWeights.ToChannelsLast(images) : images;
-        var x = F.silu(stemFolded.Forward(input));
+        var x = MBConvBlock.Silu(stemFolded.Forward(input), !is_grad_enabled());
         for (int i = 0; i < _blocks.Count; i++)
         {
             x = _blocks[i].forward(x);
@@ -258,7 +265,7 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
         var x = ForwardBlocks(images, null);
         if (headFolded is not null)
         {
-            x = F.silu(headFolded.Forward(x));
+            x = MBConvBlock.Silu(headFolded.Forward(x), !is_grad_enabled());
             x = F.adaptive_avg_pool2d(x, new long[] { 1, 1 }).flatten(1);
             x = _fc!.forward(x);
         }

@@ -382,6 +382,34 @@ public sealed class FoldedBatchNormTests
     }
 
     [Fact]
+    public void In_place_inference_overwrites_neither_the_images_nor_earlier_block_outputs()
+    {
+        using var net = new EfficientNet(EfficientNetSpec.Get("b0"), 6); // blocks with and without residuals
+        net.eval();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var images = randn(new long[] { 2, 3, 64, 64 }, generator: new Generator(91));
+        var imagesBefore = images.clone();
+        var seen = new List<(Tensor Alias, Tensor Copy)>();
+        net.ForwardBlocks(images, (_, x) => seen.Add((x.alias().MoveToOuterDisposeScope(), x.clone().MoveToOuterDisposeScope())));
+        Assert.Equal(7, seen.Count);
+        Assert.True(images.eq(imagesBefore).all().item<bool>(), "the images were overwritten");
+        Assert.All(seen, s => Assert.True(s.Alias.eq(s.Copy).all().item<bool>(), "a block output was overwritten by a later block"));
+    }
+
+    [Fact]
+    public void With_autograd_the_network_still_trains()
+    {
+        using var net = new EfficientNet(EfficientNetSpec.Get("b0"), 3);
+        net.train();
+        using var scope = NewDisposeScope();
+        var images = randn(new long[] { 2, 3, 64, 64 }, generator: new Generator(92)).requires_grad_();
+        net.forward(images).square().mean().backward();
+        Assert.NotNull(images.grad);
+        Assert.All(net.parameters(), p => Assert.NotNull(p.grad));
+    }
+
+    [Fact]
     public void Folding_leaves_the_state_dict_and_parameters_alone_and_leaks_nothing()
     {
         using var extractor = EfficientNetFeatureExtractor.FromLayers("b0", new[] { 1, 2, 3, 4 });
