@@ -1,7 +1,7 @@
 // UniAD.Core benchmarks: prints timings of the library's hot paths on this machine.
 // Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only GROUP] [options]
-//   groups: reconstruction, backbone, data, detector, metrics (all of them when --only is absent)
-//   reconstruction, backbone, data, detector: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
+//   groups: reconstruction, backbone, scoring, data, detector, metrics (all of them when --only is absent)
+//   reconstruction, backbone, scoring, data, detector: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
 //   metrics: [--metric-runs N] [--images N] [--size N] [--seed N]          (each run in its own process)
 using System.Diagnostics;
 using System.Globalization;
@@ -25,6 +25,7 @@ var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
 {
     ["reconstruction"] = () => ReconstructionBenchmarks.Run(runs, warmup),
     ["backbone"] = () => BackboneBenchmarks.Run(runs, warmup),
+    ["scoring"] = () => ScoringBenchmarks.Run(runs, warmup),
     ["data"] = () => DataBenchmarks.Run(runs, warmup),
     ["detector"] = () => DetectorBenchmarks.Run(runs, warmup),
     ["metrics"] = () => MetricsBenchmarks.Run(ArgValue(args, "--metric-runs", 3), images, size, seed),
@@ -85,15 +86,18 @@ static int ArgValue(string[] args, string name, int fallback)
 /// <summary>Timing helpers shared by the benchmark groups.</summary>
 internal static class Timing
 {
-    public static double MedianMs(int runs, int warmup, Action action)
+    public static double MedianMs(int runs, int warmup, Action action) => Median(Runs(runs, warmup, action));
+
+    /// <summary>Times <paramref name="runs"/> calls after <paramref name="warmup"/> untimed ones; milliseconds, sorted ascending.</summary>
+    public static double[] Runs(int runs, int warmup, Action action)
     {
         for (int i = 0; i < warmup; i++)
         {
             action();
         }
 
-        var times = new double[runs];
-        for (int i = 0; i < runs; i++)
+        var times = new double[Math.Max(runs, 1)];
+        for (int i = 0; i < times.Length; i++)
         {
             var sw = Stopwatch.StartNew();
             action();
@@ -101,8 +105,11 @@ internal static class Timing
         }
 
         Array.Sort(times);
-        return runs % 2 == 1 ? times[runs / 2] : (times[(runs / 2) - 1] + times[runs / 2]) / 2;
+        return times;
     }
+
+    public static double Median(double[] sorted) =>
+        sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
 
     public static void Report(string name, int batch, double ms) =>
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-58} {ms,9:F1} ms  ({ms / batch,7:F1} ms/image)"));

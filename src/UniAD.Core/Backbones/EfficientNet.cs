@@ -15,9 +15,10 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
     private readonly Parameter? bias;
-    private readonly long stride;
+    private readonly long[] strides;
     private readonly long groups;
     private readonly long[] padding;
+    private readonly long[]? symmetricPadding;
 
     /// <summary>Creates the convolution.</summary>
     public Conv2dStaticSamePadding(long inChannels, long outChannels, int kernelSize, int stride, int nominalInputSize, bool bias, long groups = 1)
@@ -25,10 +26,14 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     {
         weight = new Parameter(empty(outChannels, inChannels / groups, kernelSize, kernelSize));
         this.bias = bias ? new Parameter(zeros(outChannels)) : null;
-        this.stride = stride;
+        strides = new long[] { stride, stride };
         this.groups = groups;
         var (left, right, top, bottom) = EfficientNetSpec.SamePadding(nominalInputSize, kernelSize, stride);
         padding = new long[] { left, right, top, bottom };
+
+        // Equal padding on both sides of each axis is the convolution's own zero padding, which saves
+        // F.pad's copy of the input; only the uneven padding of some strided convolutions needs F.pad.
+        symmetricPadding = left == right && top == bottom ? new long[] { top, left } : null;
         RegisterComponents();
         using var _ = no_grad();
         init.kaiming_uniform_(weight, Math.Sqrt(5));
@@ -37,17 +42,34 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     /// <summary>The static padding (left, right, top, bottom).</summary>
     public IReadOnlyList<long> Padding => padding;
 
+    /// <summary>The weight parameter (out x in / groups x k x k).</summary>
+    internal Parameter Weight => weight;
+
+    /// <summary>The bias parameter, if any.</summary>
+    internal Parameter? Bias => bias;
+
     /// <inheritdoc />
-    public override Tensor forward(Tensor input)
+    public override Tensor forward(Tensor input) => Convolve(input, weight, bias);
+
+    /// <summary>This convolution's padding, stride and groups applied with the given weight and bias (e.g. BatchNorm-folded ones).</summary>
+    internal Tensor Convolve(Tensor input, Tensor convWeight, Tensor? convBias)
     {
-        using var scope = NewDisposeScope();
-        var x = padding.Any(p => p != 0) ? F.pad(input, padding) : input;
-        return F.conv2d(x, weight, bias, strides: new[] { stride, stride }, groups: groups).MoveToOuterDisposeScope();
+        if (symmetricPadding is not null)
+        {
+            return F.conv2d(input, convWeight, convBias, strides: strides, padding: symmetricPadding, groups: groups);
+        }
+
+        using var padded = F.pad(input, padding);
+        return F.conv2d(padded, convWeight, convBias, strides: strides, groups: groups);
     }
 }
 
-/// <summary>EfficientNet's mobile inverted bottleneck block with squeeze-excitation (EfficientNet-PyTorch key names).</summary>
-public sealed class MBConvBlock : Module<Tensor, Tensor>
+/// <summary>
+/// EfficientNet's mobile inverted bottleneck block with squeeze-excitation (EfficientNet-PyTorch key names).
+/// In evaluation mode without autograd each BatchNorm is folded into the convolution before it (see
+/// <see cref="InvalidateFusedWeights"/>); the parameters and state-dict keys are those of the unfolded block.
+/// </summary>
+public sealed class MBConvBlock : Module<Tensor, Tensor>, IFusedWeightsCache
 {
     private readonly Conv2dStaticSamePadding? _expand_conv;
     private readonly BatchNorm2d? _bn0;
@@ -58,6 +80,9 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>
     private readonly Conv2dStaticSamePadding _project_conv;
     private readonly BatchNorm2d _bn2;
     private readonly bool skip;
+    private readonly FoldedConvBatchNorm? expandFolded;
+    private readonly FoldedConvBatchNorm depthwiseFolded;
+    private readonly FoldedConvBatchNorm projectFolded;
 
     /// <summary>Builds the block described by <paramref name="spec"/>.</summary>
     public MBConvBlock(MBConvBlockSpec spec)
@@ -82,6 +107,9 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>
         _bn2 = BatchNorm2d(spec.OutputFilters, eps, momentum);
         skip = spec.Stride == 1 && spec.InputFilters == spec.OutputFilters;
         RegisterComponents();
+        expandFolded = _expand_conv is null ? null : new FoldedConvBatchNorm(_expand_conv, _bn0!);
+        depthwiseFolded = new FoldedConvBatchNorm(_depthwise_conv, _bn1);
+        projectFolded = new FoldedConvBatchNorm(_project_conv, _bn2);
     }
 
     /// <summary>The block's architecture.</summary>
@@ -91,32 +119,70 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>
     public override Tensor forward(Tensor inputs)
     {
         using var scope = NewDisposeScope();
+
+        // Without autograd, the activation, gating and residual sum overwrite tensors made here (never the
+        // input), which saves allocating, and first touching, a new activation-sized tensor for each.
+        bool inPlace = !is_grad_enabled();
         var x = inputs;
-        if (_expand_conv is not null)
+        if (expandFolded is not null)
         {
-            x = F.silu(_bn0!.forward(_expand_conv.forward(x)));
+            x = Silu(expandFolded.Forward(x), inPlace);
         }
 
-        x = F.silu(_bn1.forward(_depthwise_conv.forward(x)));
+        x = Silu(depthwiseFolded.Forward(x), inPlace);
         var squeezed = F.adaptive_avg_pool2d(x, new long[] { 1, 1 });
         squeezed = _se_expand.forward(F.silu(_se_reduce.forward(squeezed)));
-        x = sigmoid(squeezed) * x;
-        x = _bn2.forward(_project_conv.forward(x));
+        x = inPlace ? x.mul_(sigmoid(squeezed)) : sigmoid(squeezed) * x;
+        x = projectFolded.Forward(x);
         if (skip)
         {
-            x = x + inputs; // drop-connect is a training-time regulariser; the backbone is frozen
+            x = inPlace ? x.add_(inputs) : x + inputs; // drop-connect is a training-time regulariser; the backbone is frozen
         }
 
         return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>SiLU of a tensor the caller made and owns, overwriting it when <paramref name="inPlace"/>.</summary>
+    internal static Tensor Silu(Tensor own, bool inPlace) => inPlace ? own.silu_() : F.silu(own);
+
+    /// <summary>
+    /// Drops the BatchNorm-folded weights used for inference; they are folded again from the current
+    /// parameters at the next evaluation-mode forward. Loading through this library, <c>load_state_dict</c>
+    /// and <c>load</c> of the owning network, and moves with <c>to()</c> need no call; changing parameters or
+    /// BatchNorm statistics in place by other means does.
+    /// </summary>
+    public void InvalidateFusedWeights()
+    {
+        expandFolded?.Invalidate();
+        depthwiseFolded.Invalidate();
+        projectFolded.Invalidate();
+    }
+
+    /// <summary>How many times this block's convolutions were folded (for tests).</summary>
+    internal int Folds => (expandFolded?.Folds ?? 0) + depthwiseFolded.Folds + projectFolded.Folds;
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            expandFolded?.Dispose();
+            depthwiseFolded.Dispose();
+            projectFolded.Dispose();
+        }
+
+        base.Dispose(disposing);
     }
 }
 
 /// <summary>
 /// EfficientNet with EfficientNet-PyTorch's structure and state-dict keys (<c>_conv_stem</c>, <c>_bn0</c>,
 /// <c>_blocks.{i}</c>, and with the head <c>_conv_head</c>, <c>_bn1</c>, <c>_fc</c>). It can be built
-/// truncated after any block, which is what the feature extractor does.
+/// truncated after any block, which is what the feature extractor does. In evaluation mode without
+/// autograd it runs faster: each BatchNorm is folded into the convolution before it, and on the CPU the
+/// activations are kept in channels-last layout (see <see cref="InvalidateFusedWeights"/>).
 /// </summary>
-public sealed class EfficientNet : Module<Tensor, Tensor>
+public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
 {
     private readonly Conv2dStaticSamePadding _conv_stem;
     private readonly BatchNorm2d _bn0;
@@ -124,6 +190,8 @@ public sealed class EfficientNet : Module<Tensor, Tensor>
     private readonly Conv2dStaticSamePadding? _conv_head;
     private readonly BatchNorm2d? _bn1;
     private readonly Linear? _fc;
+    private readonly FoldedConvBatchNorm stemFolded;
+    private readonly FoldedConvBatchNorm? headFolded;
 
     /// <summary>Builds the network up to and including block <paramref name="lastBlock"/> (all blocks when null); the head and classifier only when <paramref name="includeHead"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The block index is outside the variant's blocks, or a head is asked for on a truncated network.</exception>
@@ -160,6 +228,8 @@ public sealed class EfficientNet : Module<Tensor, Tensor>
         }
 
         RegisterComponents();
+        stemFolded = new FoldedConvBatchNorm(_conv_stem, _bn0);
+        headFolded = _conv_head is null ? null : new FoldedConvBatchNorm(_conv_head, _bn1!);
     }
 
     /// <summary>The architecture.</summary>
@@ -168,18 +238,24 @@ public sealed class EfficientNet : Module<Tensor, Tensor>
     /// <summary>Number of blocks built.</summary>
     public int BlockCount => _blocks.Count;
 
-    /// <summary>Runs the stem and blocks, calling <paramref name="onBlock"/> with each block's index and output.</summary>
+    /// <summary>
+    /// Runs the stem and blocks, calling <paramref name="onBlock"/> with each block's index and output, and
+    /// returns the last block's output (contiguous). The tensors passed to <paramref name="onBlock"/> may
+    /// have channels-last strides (evaluation mode without autograd, on the CPU).
+    /// </summary>
     public Tensor ForwardBlocks(Tensor images, Action<int, Tensor>? onBlock)
     {
+        ArgumentNullException.ThrowIfNull(images);
         using var scope = NewDisposeScope();
-        var x = F.silu(_bn0.forward(_conv_stem.forward(images)));
+        var input = stemFolded.CanFold && images.dim() == 4 && FusedWeights.PrefersChannelsLast(images) ? FusedWeights.ToChannelsLast(images) : images;
+        var x = MBConvBlock.Silu(stemFolded.Forward(input), !is_grad_enabled());
         for (int i = 0; i < _blocks.Count; i++)
         {
             x = _blocks[i].forward(x);
             onBlock?.Invoke(i, x);
         }
 
-        return x.MoveToOuterDisposeScope();
+        return x.contiguous().MoveToOuterDisposeScope();
     }
 
     /// <summary>Classifier logits when built with the head; otherwise the last block's output.</summary>
@@ -187,14 +263,72 @@ public sealed class EfficientNet : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = ForwardBlocks(images, null);
-        if (_conv_head is not null)
+        if (headFolded is not null)
         {
-            x = F.silu(_bn1!.forward(_conv_head.forward(x)));
+            x = MBConvBlock.Silu(headFolded.Forward(x), !is_grad_enabled());
             x = F.adaptive_avg_pool2d(x, new long[] { 1, 1 }).flatten(1);
             x = _fc!.forward(x);
         }
 
         return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Drops the BatchNorm-folded weights used for inference; they are folded again from the current
+    /// parameters at the next evaluation-mode forward. Loading through this library
+    /// (<see cref="Weights.StateDict.Load"/>, <see cref="BackboneWeights"/>), <c>load_state_dict</c>,
+    /// <c>load</c> and moves with <c>to()</c> need no call; changing parameters or BatchNorm statistics in
+    /// place by other means does.
+    /// </summary>
+    public void InvalidateFusedWeights()
+    {
+        stemFolded.Invalidate();
+        headFolded?.Invalidate();
+        foreach (var block in _blocks)
+        {
+            block.InvalidateFusedWeights();
+        }
+    }
+
+    /// <inheritdoc />
+    public override (IList<string>, IList<string>) load_state_dict(Dictionary<string, Tensor> source, bool strict = true, IList<string>? skip = null)
+    {
+        try
+        {
+            return base.load_state_dict(source, strict, skip);
+        }
+        finally
+        {
+            InvalidateFusedWeights();
+        }
+    }
+
+    /// <inheritdoc />
+    public override Module load(BinaryReader reader, bool strict = true, IList<string>? skip = null, Dictionary<string, bool>? loadedParameters = null)
+    {
+        try
+        {
+            return base.load(reader, strict, skip, loadedParameters);
+        }
+        finally
+        {
+            InvalidateFusedWeights();
+        }
+    }
+
+    /// <summary>How many times the network's convolutions were folded (for tests).</summary>
+    internal int Folds => stemFolded.Folds + (headFolded?.Folds ?? 0) + _blocks.Sum(b => b.Folds);
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            stemFolded.Dispose();
+            headFolded?.Dispose();
+        }
+
+        base.Dispose(disposing);
     }
 }
 
@@ -208,6 +342,8 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
     // Held through delegates, not as a Module field: a parent's RegisterComponents() would otherwise
     // register the wrapper too and prefix every key with its field name.
     private readonly Func<Tensor, Action<int, Tensor>?, Tensor> forwardBlocks;
+    private readonly Action invalidateFusedWeights;
+    private readonly Func<int> folds;
     private readonly int builtBlocks;
     private readonly int[] blocks;
 
@@ -218,6 +354,8 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
         blocks = outputs.Select(o => o.Block).ToArray();
         var model = new EfficientNet(spec, blocks.Max());
         forwardBlocks = model.ForwardBlocks;
+        invalidateFusedWeights = model.InvalidateFusedWeights;
+        folds = () => model.Folds;
         builtBlocks = model.BlockCount;
         // The network's children are registered directly, so that this module's state-dict keys are
         // EfficientNet-PyTorch's own (_conv_stem.weight, _blocks.0..., as under the reference's backbone.).
@@ -273,6 +411,15 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
         (key.StartsWith("_blocks.", StringComparison.Ordinal) && int.TryParse(key.AsSpan(8, key.IndexOf('.', 8) < 0 ? key.Length - 8 : key.IndexOf('.', 8) - 8), out int block) && block >= builtBlocks && block < Spec.Blocks.Count);
 
     /// <inheritdoc />
+    public override void InvalidateFusedWeights() => invalidateFusedWeights(); // the network's own and every block's
+
+    /// <summary>The network's <see cref="EfficientNet.ForwardBlocks"/> (for tests).</summary>
+    internal Tensor ForwardBlocks(Tensor images, Action<int, Tensor>? onBlock) => forwardBlocks(images, onBlock);
+
+    /// <summary>How many times the network's convolutions were folded (for tests).</summary>
+    internal int Folds => folds();
+
+    /// <inheritdoc />
     protected override Tensor[] Extract(Tensor images)
     {
         var features = new Tensor[blocks.Length];
@@ -281,10 +428,21 @@ public sealed class EfficientNetFeatureExtractor : FeatureExtractor
         {
             if (position.TryGetValue(index, out int slot))
             {
-                features[slot] = x.alias().MoveToOuterDisposeScope(); // out of ForwardBlocks' scope
+                features[slot] = x.contiguous().MoveToOuterDisposeScope(); // out of ForwardBlocks' scope, in the usual layout
             }
         });
         return features;
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            invalidateFusedWeights(); // releases the folded tensors
+        }
+
+        base.Dispose(disposing);
     }
 
     private static FeatureInfo Info(EfficientNetSpec spec, int layer, int block) =>

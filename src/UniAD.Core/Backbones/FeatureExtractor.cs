@@ -15,7 +15,7 @@ public sealed record FeatureInfo(int Layer, int Block, int Channels, int Stride)
 /// It always runs in evaluation mode, keeps no gradients, and stops after the deepest requested output:
 /// later blocks, the head and the classifier are neither built nor computed.
 /// </summary>
-public abstract class FeatureExtractor : Module<Tensor, Tensor[]>
+public abstract class FeatureExtractor : Module<Tensor, Tensor[]>, IFusedWeightsCache
 {
     /// <summary>Creates the extractor.</summary>
     protected FeatureExtractor(string name, IReadOnlyList<FeatureInfo> outputs)
@@ -56,6 +56,43 @@ public abstract class FeatureExtractor : Module<Tensor, Tensor[]>
 
     /// <summary>Records that real weights were loaded.</summary>
     internal void MarkLoaded() => IsRandom = false;
+
+    /// <summary>
+    /// Drops tensors derived from the weights to speed up inference (EfficientNet: each BatchNorm folded
+    /// into the convolution before it); they are computed again from the current weights at the next
+    /// forward. Loading through this library (<see cref="BackboneWeights"/>, <see cref="Weights.StateDict.Load"/>),
+    /// <c>load_state_dict</c>, <c>load</c> and moves with <c>to()</c> need no call; changing parameters or
+    /// BatchNorm statistics in place by other means does.
+    /// </summary>
+    public virtual void InvalidateFusedWeights()
+    {
+    }
+
+    /// <inheritdoc />
+    public override (IList<string>, IList<string>) load_state_dict(Dictionary<string, Tensor> source, bool strict = true, IList<string>? skip = null)
+    {
+        try
+        {
+            return base.load_state_dict(source, strict, skip);
+        }
+        finally
+        {
+            FusedWeights.Invalidate(this);
+        }
+    }
+
+    /// <inheritdoc />
+    public override Module load(BinaryReader reader, bool strict = true, IList<string>? skip = null, Dictionary<string, bool>? loadedParameters = null)
+    {
+        try
+        {
+            return base.load(reader, strict, skip, loadedParameters);
+        }
+        finally
+        {
+            FusedWeights.Invalidate(this);
+        }
+    }
 
     /// <summary>Always evaluation mode: the backbone is frozen, so a request for training mode is ignored.</summary>
     public override void train(bool on = true) => base.train(false);

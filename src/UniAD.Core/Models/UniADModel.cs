@@ -108,6 +108,32 @@ public sealed class UniADModel : Module<Tensor, UniADOutput>
         return new UniADOutput(align.MoveToOuterDisposeScope(), output.FeatureRec.MoveToOuterDisposeScope(), output.Pred.MoveToOuterDisposeScope());
     }
 
+    /// <inheritdoc />
+    public override (IList<string>, IList<string>) load_state_dict(Dictionary<string, Tensor> source, bool strict = true, IList<string>? skip = null)
+    {
+        try
+        {
+            return base.load_state_dict(source, strict, skip);
+        }
+        finally
+        {
+            FusedWeights.Invalidate(this); // the backbone's BatchNorm-folded weights
+        }
+    }
+
+    /// <inheritdoc />
+    public override Module load(BinaryReader reader, bool strict = true, IList<string>? skip = null, Dictionary<string, bool>? loadedParameters = null)
+    {
+        try
+        {
+            return base.load(reader, strict, skip, loadedParameters);
+        }
+        finally
+        {
+            FusedWeights.Invalidate(this);
+        }
+    }
+
     /// <summary>Training mode affects only the reconstruction (dropout, jitter); the backbone stays frozen in evaluation mode.</summary>
     public override void train(bool on = true)
     {

@@ -1,5 +1,6 @@
 using System.Collections;
 using TorchSharp.PyBridge;
+using UniAD.Core.Backbones;
 using static TorchSharp.torch;
 
 namespace UniAD.Core.Weights;
@@ -114,8 +115,9 @@ public static class StateDict
             throw new StateDictMismatchException(module.GetName(), (source as TensorDictionary)?.Source, missing, unexpected, shapes);
         }
 
-        using (no_grad())
+        try
         {
+            using var noGrad = no_grad();
             foreach (var (key, t) in target)
             {
                 if (source.TryGetValue(key, out var value))
@@ -123,6 +125,10 @@ public static class StateDict
                     t.copy_(value);
                 }
             }
+        }
+        finally
+        {
+            FusedWeights.Invalidate(module); // tensors derived from the weights, e.g. EfficientNet's BatchNorm-folded ones
         }
 
         return new StateDictLoadReport(target.Keys.Where(source.ContainsKey).ToList(), ignored);

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using UniAD.Core.Backbones;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace UniAD.Core.Tests.Backbones;
 
@@ -57,6 +58,21 @@ public sealed class EfficientNetTests
     {
         var (left, right, top, bottom) = EfficientNetSpec.SamePadding(size, kernel, stride);
         Assert.Equal((before, after, before, after), (left, right, top, bottom));
+    }
+
+    [Theory]
+    [InlineData(24, 5, 1)] // even padding 2, 2: the convolution's own padding
+    [InlineData(95, 5, 2)] // 2, 2
+    [InlineData(380, 3, 2)] // uneven 0, 1: F.pad
+    [InlineData(56, 5, 2)] // uneven 1, 2
+    public void Static_same_padding_gives_the_explicitly_padded_convolution(int nominal, int kernel, int stride)
+    {
+        using var conv = new Conv2dStaticSamePadding(6, 6, kernel, stride, nominal, bias: true, groups: 3);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var x = randn(new long[] { 2, 6, 20, 20 }, generator: new Generator(71));
+        var expected = F.conv2d(F.pad(x, conv.Padding.ToArray()), conv.Weight, conv.Bias, strides: new long[] { stride, stride }, groups: 3);
+        TensorAssert.Close(conv.forward(x), expected, 1e-6, 1e-6, "padding");
     }
 
     [Fact]
