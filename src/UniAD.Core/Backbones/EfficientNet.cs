@@ -19,6 +19,8 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     private readonly long groups;
     private readonly long[] padding;
     private readonly long[]? symmetricPadding;
+    private readonly long[]? kernelExtension;
+    private readonly long[]? extendedPadding;
 
     /// <summary>Creates the convolution.</summary>
     public Conv2dStaticSamePadding(long inChannels, long outChannels, int kernelSize, int stride, int nominalInputSize, bool bias, long groups = 1)
@@ -34,6 +36,16 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
         // Equal padding on both sides of each axis is the convolution's own zero padding, which saves
         // F.pad's copy of the input; only the uneven padding of some strided convolutions needs F.pad.
         symmetricPadding = left == right && top == bottom ? new long[] { top, left } : null;
+
+        // A depthwise convolution with uneven padding (some strided ones) can instead use even padding, the
+        // larger side on both, with its kernel extended by zero taps on the smaller side: each output then
+        // sees the same inputs with the same weights. Dense convolutions (the stem) are faster with F.pad.
+        if (symmetricPadding is null && groups > 1 && groups == inChannels)
+        {
+            kernelExtension = new long[] { Math.Max(0, right - left), Math.Max(0, left - right), Math.Max(0, bottom - top), Math.Max(0, top - bottom) };
+            extendedPadding = new long[] { Math.Max(top, bottom), Math.Max(left, right) };
+        }
+
         RegisterComponents();
         using var _ = no_grad();
         init.kaiming_uniform_(weight, Math.Sqrt(5));
@@ -51,7 +63,19 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor input) => Convolve(input, weight, bias);
 
-    /// <summary>This convolution's padding, stride and groups applied with the given weight and bias (e.g. BatchNorm-folded ones).</summary>
+    /// <summary>
+    /// A weight (e.g. a BatchNorm-folded one) prepared for <see cref="ConvolvePrepared"/>: for a depthwise
+    /// convolution with uneven padding, extended by zero taps so that even padding replaces F.pad's copy of
+    /// the input; otherwise the weight itself.
+    /// </summary>
+    internal Tensor PrepareWeight(Tensor convWeight) => kernelExtension is null ? convWeight : F.pad(convWeight, kernelExtension);
+
+    /// <summary>This convolution with a weight from <see cref="PrepareWeight"/>.</summary>
+    internal Tensor ConvolvePrepared(Tensor input, Tensor preparedWeight, Tensor? convBias) => extendedPadding is null
+        ? Convolve(input, preparedWeight, convBias)
+        : F.conv2d(input, preparedWeight, convBias, strides: strides, padding: extendedPadding, groups: groups);
+
+    /// <summary>This convolution's padding, stride and groups applied with the given weight and bias.</summary>
     internal Tensor Convolve(Tensor input, Tensor convWeight, Tensor? convBias)
     {
         if (symmetricPadding is not null)

@@ -96,10 +96,10 @@ internal sealed class FoldedConvBatchNorm : IDisposable
         }
 
         var (w, b) = Weights();
-        return conv.Convolve(input, w, b);
+        return conv.ConvolvePrepared(input, w, b);
     }
 
-    /// <summary>The folded weight and bias for the current parameters, computed when missing or stale.</summary>
+    /// <summary>The folded weight (prepared by <see cref="Conv2dStaticSamePadding.PrepareWeight"/>) and bias for the current parameters, computed when missing or stale.</summary>
     public (Tensor Weight, Tensor Bias) Weights()
     {
         lock (gate)
@@ -149,7 +149,7 @@ internal sealed class FoldedConvBatchNorm : IDisposable
             shift = shift + beta.to(compute);
         }
 
-        var folded = (w.to(compute) * scale.view(-1, 1, 1, 1)).to(w.dtype);
+        var folded = conv.PrepareWeight((w.to(compute) * scale.view(-1, 1, 1, 1)).to(w.dtype));
         if (FusedWeights.PrefersChannelsLast(folded))
         {
             folded = FusedWeights.ToChannelsLast(folded);

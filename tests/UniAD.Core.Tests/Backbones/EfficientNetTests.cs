@@ -75,6 +75,25 @@ public sealed class EfficientNetTests
         TensorAssert.Close(conv.forward(x), expected, 1e-6, 1e-6, "padding");
     }
 
+    [Theory]
+    [InlineData(380, 3, 2, 6)] // uneven 0, 1, depthwise: kernel extended to 4 x 4, even padding 1
+    [InlineData(56, 5, 2, 6)] // uneven 1, 2, depthwise: 6 x 6, even padding 2
+    [InlineData(48, 3, 2, 6)] // uneven 0, 1 on a smaller map
+    [InlineData(380, 3, 2, 3)] // uneven but grouped, not depthwise: F.pad
+    [InlineData(24, 5, 1, 6)] // even: the weight stays as it is
+    public void Prepared_weights_give_the_explicitly_padded_convolution(int nominal, int kernel, int stride, int groups)
+    {
+        using var conv = new Conv2dStaticSamePadding(6, 6, kernel, stride, nominal, bias: true, groups: groups);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var x = randn(new long[] { 2, 6, 21, 20 }, generator: new Generator(72));
+        var expected = F.conv2d(F.pad(x, conv.Padding.ToArray()), conv.Weight, conv.Bias, strides: new long[] { stride, stride }, groups: groups);
+        var prepared = conv.PrepareWeight(conv.Weight);
+        bool extended = groups == 6 && conv.Padding[0] != conv.Padding[1];
+        Assert.Equal(extended ? kernel + Math.Abs(conv.Padding[1] - conv.Padding[0]) : kernel, prepared.shape[3]);
+        TensorAssert.Close(conv.ConvolvePrepared(x, prepared, conv.Bias), expected, 1e-6, 1e-6, "prepared weight");
+    }
+
     [Fact]
     public void Full_b0_has_the_known_parameter_count()
     {
