@@ -131,7 +131,7 @@ public sealed partial class AnomalyDetector
             if (options.Validation is { } validationSource && (last || (options.EvaluateEvery > 0 && epoch % options.EvaluateEvery == 0)))
             {
                 progress?.Report(new TrainingProgress("evaluation", epoch, options.Epochs, 0, 0, epochLoss, optimizer.LearningRate, clock.Elapsed));
-                validation = EvaluateLocked(validationSource, cancellationToken);
+                validation = Evaluate(validationSource, cancellationToken: cancellationToken); // the lock is re-entrant on this thread
                 double pixelAuroc = validation.Mean.TryGetValue(MetricKeys.PixelAuroc, out var v) ? v : double.NaN;
                 logger.LogInformation("Epoch {Epoch}: validation mean pixel AUROC {Auroc:F4}.", epoch, pixelAuroc);
                 if (!double.IsNaN(pixelAuroc) && (best is null || pixelAuroc > best))
@@ -152,12 +152,6 @@ public sealed partial class AnomalyDetector
         }
 
         return new TrainingResult(EpochsTrained, losses, validation, best, lastCheckpoint, clock.Elapsed);
-    }
-
-    private MetricsReport EvaluateLocked(IImageSource source, CancellationToken cancellationToken)
-    {
-        // Evaluate() takes the lock per batch; the lock is re-entrant on this thread.
-        return Evaluate(source, cancellationToken: cancellationToken);
     }
 
     /// <summary>The file the best validation checkpoint goes to: <c>name.best.ext</c> beside <paramref name="path"/>.</summary>

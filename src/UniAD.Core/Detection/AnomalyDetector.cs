@@ -182,13 +182,9 @@ public sealed partial class AnomalyDetector : IDisposable
                 var flat = maps.cpu().contiguous().data<float>().ToArray();
                 pixelMin = Math.Min(pixelMin, flat.Min());
                 pixelMax = Math.Max(pixelMax, flat.Max());
-                if (batch.Masks is { } masks && batch.Samples.Any(s => s.Label != 0))
-                {
-                    haveMasks = true;
-                }
-
                 if (batch.Masks is { } m)
                 {
+                    haveMasks |= batch.Samples.Any(s => s.Label != 0);
                     pixels.Add(maps, m);
                 }
 
