@@ -101,13 +101,17 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
         if (training && Dropout > 0 && q.device_type == TorchSharp.DeviceType.CPU)
         {
             // Explicit attention so the dropout mask of the weights comes from the fast seeded source.
-            var scores = q.matmul(k.transpose(-2, -1)) * (1.0 / Math.Sqrt(d));
-            if (attnMask is not null)
-            {
-                scores = scores + attnMask;
-            }
-
-            attended = dropoutRandom.Apply(F.softmax(scores, -1), Dropout).matmul(v);
+            // Batched 3-D products; the 1/sqrt(d) scale and the additive mask go into the score GEMM
+            // (scores = mask + scale * q k^T in one pass over the B·H x L x S tensor).
+            var q3 = q.reshape(b * h, l, d);
+            var k3 = k.reshape(b * h, s, d).transpose(1, 2);
+            var v3 = v.reshape(b * h, s, d);
+            float scale = (float)(1.0 / Math.Sqrt(d));
+            // TorchSharp's Tensor.baddbmm(batch2, input) is called on batch1: input + alpha * (this @ batch2).
+            var scores = attnMask is null
+                ? q3.bmm(k3).mul_(scale)
+                : q3.baddbmm(k3, attnMask.to(q3.dtype), beta: 1, alpha: scale);
+            attended = dropoutRandom.Apply(F.softmax(scores, -1), Dropout).bmm(v3).view(b, h, l, d);
         }
         else
         {
