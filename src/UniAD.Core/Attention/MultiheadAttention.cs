@@ -75,7 +75,7 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
     }
 
     /// <summary>Attends <paramref name="query"/> (L x B x E) to <paramref name="key"/>/<paramref name="value"/> (S x B x E).</summary>
-    /// <param name="query">Queries, L x B x E.</param>
+    /// <param name="query">Queries, L x B x E; or L x 1 x E, the same queries for every batch element (projected once, then broadcast).</param>
     /// <param name="key">Keys, S x B x E.</param>
     /// <param name="value">Values, S x B x E.</param>
     /// <param name="attnMask">Optional additive float mask, L x S, added to the attention logits.</param>
@@ -85,10 +85,14 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
     {
         CheckShapes(query, key, value, attnMask);
         using var scope = NewDisposeScope();
-        long l = query.shape[0], b = query.shape[1], s = key.shape[0];
+        long l = query.shape[0], b = key.shape[1], s = key.shape[0];
         long e = EmbedDim, h = NumHeads, d = e / h;
 
         var q = F.linear(query, in_proj_weight.narrow(0, 0, e), in_proj_bias.narrow(0, 0, e));
+        if (query.shape[1] != b)
+        {
+            q = q.expand(l, b, e);
+        }
         var k = F.linear(key, in_proj_weight.narrow(0, e, e), in_proj_bias.narrow(0, e, e));
         var v = F.linear(value, in_proj_weight.narrow(0, 2 * e, e), in_proj_bias.narrow(0, 2 * e, e));
 
@@ -134,9 +138,9 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
             throw new ArgumentException($"Attention width is {EmbedDim}; got query [{Shape(query)}], key [{Shape(key)}], value [{Shape(value)}].");
         }
 
-        if (key.shape[0] != value.shape[0] || key.shape[1] != query.shape[1] || value.shape[1] != query.shape[1])
+        if (key.shape[0] != value.shape[0] || value.shape[1] != key.shape[1] || (query.shape[1] != key.shape[1] && query.shape[1] != 1))
         {
-            throw new ArgumentException($"Key and value must have the same length and every input the same batch size; got query [{Shape(query)}], key [{Shape(key)}], value [{Shape(value)}].");
+            throw new ArgumentException($"Key and value must have the same length and the same batch size, and the query that batch size or 1; got query [{Shape(query)}], key [{Shape(key)}], value [{Shape(value)}].");
         }
 
         if (attnMask is not null && (attnMask.dim() != 2 || attnMask.shape[0] != query.shape[0] || attnMask.shape[1] != key.shape[0]))
