@@ -93,6 +93,7 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
         {
             q = q.expand(l, b, e);
         }
+
         var k = F.linear(key, in_proj_weight.narrow(0, e, e), in_proj_bias.narrow(0, e, e));
         var v = F.linear(value, in_proj_weight.narrow(0, 2 * e, e), in_proj_bias.narrow(0, 2 * e, e));
 
