@@ -2,6 +2,7 @@
 // Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only GROUP] [options]
 //   groups: reconstruction, backbone, scoring, data, detector, metrics (all of them when --only is absent)
 //   reconstruction, backbone, scoring, data, detector: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
+//   any group: [--keep-freed-memory]   (NativeAllocator.KeepFreedMemory() first: glibc reuses freed pages)
 //   metrics: [--metric-runs N] [--images N] [--size N] [--seed N]          (each run in its own process)
 using System.Diagnostics;
 using System.Globalization;
@@ -36,6 +37,7 @@ if (only is not null && !groups.ContainsKey(only))
     throw new ArgumentException($"--only needs one of {string.Join(", ", groups.Keys)}, got '{only}'.");
 }
 
+var keepFreedMemory = args.Contains("--keep-freed-memory") && UniAD.Core.NativeAllocator.KeepFreedMemory();
 if (threads > 0)
 {
     set_num_threads(threads);
@@ -43,7 +45,7 @@ if (threads > 0)
 
 Console.WriteLine($"UniAD.Core benchmarks | {Environment.ProcessorCount} logical cores, torch threads {get_num_threads()}, " +
                   $"TorchSharp {typeof(torch).Assembly.GetName().Version}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
-Console.WriteLine($"runs {runs}, warm-up {warmup}; timed figures are the median over runs");
+Console.WriteLine($"runs {runs}, warm-up {warmup}; timed figures are the median over runs; native allocator keeps freed memory: {(keepFreedMemory ? "yes" : "no")}");
 if (File.Exists("/proc/loadavg"))
 {
     Console.WriteLine($"load average at start (1, 5, 15 min): {string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3))}");
@@ -129,18 +131,19 @@ internal static class ReconstructionBenchmarks
         using var input = randn(new long[] { batch, options.InputChannels, options.FeatureSize.Height, options.FeatureSize.Width }, generator: new Generator(1));
 
         model.eval();
-        var forward = Timing.MedianMs(runs, warmup, () =>
+        var forward = Timing.Runs(runs, warmup, () =>
         {
             using var scope = NewDisposeScope();
             using var _ = no_grad();
             using var output = model.forward(input);
         });
-        Timing.Report("reconstruction forward, eval, batch 8 (incl. pred)", batch, forward);
+        Timing.Report("reconstruction forward, eval, batch 8 (incl. pred)", batch, Timing.Median(forward));
+        Timing.Report("  fastest run", batch, forward[0]);
 
         model.train();
         var parameters = model.parameters().ToList();
         using var optimizer = optim.AdamW(parameters, lr: 1e-4, weight_decay: 1e-4);
-        var step = Timing.MedianMs(runs, warmup, () =>
+        var step = Timing.Runs(runs, warmup, () =>
         {
             using var scope = NewDisposeScope();
             optimizer.zero_grad();
@@ -150,6 +153,7 @@ internal static class ReconstructionBenchmarks
             nn.utils.clip_grad_norm_(parameters, 0.1);
             optimizer.step();
         });
-        Timing.Report("reconstruction training step, batch 8 (jitter, AdamW, clip)", batch, step);
+        Timing.Report("reconstruction training step, batch 8 (jitter, AdamW, clip)", batch, Timing.Median(step));
+        Timing.Report("  fastest run", batch, step[0]);
     }
 }

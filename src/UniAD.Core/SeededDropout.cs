@@ -1,4 +1,6 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 using F = TorchSharp.torch.nn.functional;
@@ -8,13 +10,15 @@ namespace UniAD.Core;
 /// <summary>
 /// A seeded source of dropout masks. On the CPU, libtorch draws one random number per element on a
 /// single thread (24 ms for the 2.5 M attention weights of a paper-size batch of 8); this source fills
-/// the mask in parallel with a counter-based SplitMix64 stream instead. The result is the same
+/// the mask with a counter-based SplitMix64 stream instead (64 independent chunk streams, 8 draws at a
+/// time with AVX-512, about 0.4 ms for those 2.5 M weights). The result is the same
 /// distribution (keep with probability 1 − p, scale by 1 / (1 − p), p resolved to 2⁻³²) and is
 /// reproducible for a given seed and call sequence.
 /// </summary>
 public sealed class DropoutRandom
 {
     private const int Chunks = 64;
+    private const ulong Gamma = 0x9E3779B97F4A7C15UL;
     private ulong seed;
     private long calls;
 
@@ -47,23 +51,17 @@ public sealed class DropoutRandom
         float keep = (float)(1.0 / (1.0 - p));
         fixed (byte* start = mask.bytes)
         {
-            var data = (IntPtr)start;
+            var data = start;
             long per = ((n + Chunks - 1) / Chunks + 1) & ~1L;
-            Parallel.For(0, Chunks, chunk =>
+            // The chunks are filled one after another: vectorized, the fill is bound by memory
+            // bandwidth (about 0.4 ms for 2.5 M elements on one core), and handing chunks to the
+            // thread pool only competes with libtorch's own (spinning) worker threads.
+            for (int chunk = 0; chunk < Chunks; chunk++)
             {
                 long from = chunk * per, to = Math.Min(n, from + per);
                 ulong state = Mix(seed ^ Mix(call * 0xD1B54A32D192ED03UL + (ulong)chunk));
-                var f = (float*)data;
-                for (long i = from; i < to; i += 2)
-                {
-                    ulong z = Mix(state += 0x9E3779B97F4A7C15UL);
-                    f[i] = (uint)z >= threshold ? keep : 0f;
-                    if (i + 1 < to)
-                    {
-                        f[i + 1] = (uint)(z >> 32) >= threshold ? keep : 0f;
-                    }
-                }
-            });
+                Fill((float*)data, from, to, state, threshold, keep, vectorized: true);
+            }
         }
 
         return mask;
@@ -86,6 +84,55 @@ public sealed class DropoutRandom
         return x * (x.dtype == ScalarType.Float32 ? mask : mask.to(x.dtype));
     }
 
+    /// <summary>
+    /// Fills <c>f[from..to)</c> from one SplitMix64 stream: the k-th 64-bit draw (state advanced by the
+    /// golden gamma before each draw) decides elements <c>from + 2k</c> (its low 32 bits) and
+    /// <c>from + 2k + 1</c> (its high 32 bits). The vectorized path draws 8 values at a time and
+    /// produces exactly the same elements as the scalar one (little-endian lane order).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe void Fill(float* f, long from, long to, ulong state, uint threshold, float keep, bool vectorized)
+    {
+        long i = from;
+        if (vectorized && Vector512.IsHardwareAccelerated && BitConverter.IsLittleEndian)
+        {
+            var gamma = Vector512.Create(Gamma);
+            var lanes = Vector512.Create(1UL, 2UL, 3UL, 4UL, 5UL, 6UL, 7UL, 8UL);
+            var s = Vector512.Create(state) + (lanes * gamma);
+            var advance = Vector512.Create(unchecked(8 * Gamma));
+            var limit = Vector512.Create(threshold);
+            var kept = Vector512.Create(keep);
+            for (; i + 16 <= to; i += 16)
+            {
+                var z = Mix(s);
+                s += advance;
+                var keepLane = Vector512.GreaterThanOrEqual(z.AsUInt32(), limit).AsSingle();
+                Vector512.BitwiseAnd(keepLane, kept).Store(f + i);
+            }
+
+            state += (ulong)((i - from) / 2) * Gamma;
+        }
+
+        for (; i < to; i += 2)
+        {
+            ulong z = Mix(state += Gamma);
+            f[i] = (uint)z >= threshold ? keep : 0f;
+            if (i + 1 < to)
+            {
+                f[i + 1] = (uint)(z >> 32) >= threshold ? keep : 0f;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<ulong> Mix(Vector512<ulong> z)
+    {
+        z = (z ^ Vector512.ShiftRightLogical(z, 30)) * Vector512.Create(0xBF58476D1CE4E5B9UL);
+        z = (z ^ Vector512.ShiftRightLogical(z, 27)) * Vector512.Create(0x94D049BB133111EBUL);
+        return z ^ Vector512.ShiftRightLogical(z, 31);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;

@@ -52,4 +52,25 @@ public sealed class SeededDropoutTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new SeededDropout(1.0, new DropoutRandom(1)));
         Assert.Throws<ArgumentOutOfRangeException>(() => new DropoutRandom(1).Mask(new long[] { 2 }, -0.1));
     }
+
+    [Theory]
+    [InlineData(0L, 1000L, 0.1)]
+    [InlineData(2L, 37L, 0.3)]
+    [InlineData(0L, 15L, 0.5)]
+    [InlineData(4L, 4L, 0.1)]
+    public unsafe void Vectorized_fill_draws_exactly_the_scalar_stream(long from, long to, double p)
+    {
+        uint threshold = (uint)Math.Round(p * 4294967296.0);
+        float keep = (float)(1 / (1 - p));
+        var scalar = new float[to + 1];
+        var vector = new float[to + 1];
+        fixed (float* s = scalar)
+        fixed (float* v = vector)
+        {
+            DropoutRandom.Fill(s, from, to, 0x1234_5678_9ABC_DEF0UL, threshold, keep, vectorized: false);
+            DropoutRandom.Fill(v, from, to, 0x1234_5678_9ABC_DEF0UL, threshold, keep, vectorized: true);
+        }
+
+        Assert.Equal(scalar, vector);
+    }
 }

@@ -75,7 +75,7 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
     }
 
     /// <summary>Attends <paramref name="query"/> (L x B x E) to <paramref name="key"/>/<paramref name="value"/> (S x B x E).</summary>
-    /// <param name="query">Queries, L x B x E.</param>
+    /// <param name="query">Queries, L x B x E; or L x 1 x E, the same queries for every batch element (projected once, then broadcast).</param>
     /// <param name="key">Keys, S x B x E.</param>
     /// <param name="value">Values, S x B x E.</param>
     /// <param name="attnMask">Optional additive float mask, L x S, added to the attention logits.</param>
@@ -85,10 +85,15 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
     {
         CheckShapes(query, key, value, attnMask);
         using var scope = NewDisposeScope();
-        long l = query.shape[0], b = query.shape[1], s = key.shape[0];
+        long l = query.shape[0], b = key.shape[1], s = key.shape[0];
         long e = EmbedDim, h = NumHeads, d = e / h;
 
         var q = F.linear(query, in_proj_weight.narrow(0, 0, e), in_proj_bias.narrow(0, 0, e));
+        if (query.shape[1] != b)
+        {
+            q = q.expand(l, b, e);
+        }
+
         var k = F.linear(key, in_proj_weight.narrow(0, e, e), in_proj_bias.narrow(0, e, e));
         var v = F.linear(value, in_proj_weight.narrow(0, 2 * e, e), in_proj_bias.narrow(0, 2 * e, e));
 
@@ -101,13 +106,17 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
         if (training && Dropout > 0 && q.device_type == TorchSharp.DeviceType.CPU)
         {
             // Explicit attention so the dropout mask of the weights comes from the fast seeded source.
-            var scores = q.matmul(k.transpose(-2, -1)) * (1.0 / Math.Sqrt(d));
-            if (attnMask is not null)
-            {
-                scores = scores + attnMask;
-            }
-
-            attended = dropoutRandom.Apply(F.softmax(scores, -1), Dropout).matmul(v);
+            // Batched 3-D products; the 1/sqrt(d) scale and the additive mask go into the score GEMM
+            // (scores = mask + scale * q k^T in one pass over the B·H x L x S tensor).
+            var q3 = q.reshape(b * h, l, d);
+            var k3 = k.reshape(b * h, s, d).transpose(1, 2);
+            var v3 = v.reshape(b * h, s, d);
+            float scale = (float)(1.0 / Math.Sqrt(d));
+            // TorchSharp's Tensor.baddbmm(batch2, input) is called on batch1: input + alpha * (this @ batch2).
+            var scores = attnMask is null
+                ? q3.bmm(k3).mul_(scale)
+                : q3.baddbmm(k3, attnMask.to(q3.dtype), beta: 1, alpha: scale);
+            attended = dropoutRandom.Apply(F.softmax(scores, -1), Dropout).bmm(v3).view(b, h, l, d);
         }
         else
         {
@@ -130,9 +139,9 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
             throw new ArgumentException($"Attention width is {EmbedDim}; got query [{Shape(query)}], key [{Shape(key)}], value [{Shape(value)}].");
         }
 
-        if (key.shape[0] != value.shape[0] || key.shape[1] != query.shape[1] || value.shape[1] != query.shape[1])
+        if (key.shape[0] != value.shape[0] || value.shape[1] != key.shape[1] || (query.shape[1] != key.shape[1] && query.shape[1] != 1))
         {
-            throw new ArgumentException($"Key and value must have the same length and every input the same batch size; got query [{Shape(query)}], key [{Shape(key)}], value [{Shape(value)}].");
+            throw new ArgumentException($"Key and value must have the same length and the same batch size, and the query that batch size or 1; got query [{Shape(query)}], key [{Shape(key)}], value [{Shape(value)}].");
         }
 
         if (attnMask is not null && (attnMask.dim() != 2 || attnMask.shape[0] != query.shape[0] || attnMask.shape[1] != key.shape[0]))

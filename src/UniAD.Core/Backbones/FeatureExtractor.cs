@@ -54,6 +54,12 @@ public abstract class FeatureExtractor : Module<Tensor, Tensor[]>, IFusedWeights
     /// </summary>
     public abstract bool IsUncomputedKey(string key);
 
+    /// <summary>
+    /// On the CPU, how many images one backbone pass should take at most when a caller has more
+    /// (<see cref="Models.UniADModel.ExtractFeatures"/> slices larger batches); 0 for no preference.
+    /// </summary>
+    internal virtual int CpuImagesPerPass => 0;
+
     /// <summary>Records that real weights were loaded.</summary>
     internal void MarkLoaded() => IsRandom = false;
 

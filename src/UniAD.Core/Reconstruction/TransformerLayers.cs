@@ -134,15 +134,17 @@ public sealed class TransformerDecoderLayer : Module<Tensor, Tensor, Tensor, Ten
     public override Tensor forward(Tensor output, Tensor memory, Tensor pos, Tensor? tgtMask, Tensor? memoryMask)
     {
         using var scope = NewDisposeScope();
-        long batch = memory.shape[1];
-        var tgt = learned_embed.weight!.unsqueeze(1).expand(-1, batch, -1);
+        // The learned queries are the same for every batch element: the first attention's query (and,
+        // pre-norm, its LayerNorm) is computed once (L x 1 x C) and broadcast inside the attention.
+        var embed = learned_embed.weight!.unsqueeze(1);
         var memoryKey = memory + pos;
         var outputKey = output + pos;
         Tensor result;
+        Tensor tgt;
         if (normalizeBefore)
         {
-            var tgt2 = norm1.forward(tgt);
-            tgt = tgt + dropout1.forward(self_attn.forward(tgt2 + pos, memoryKey, memory, tgtMask));
+            var tgt2 = norm1.forward(embed);
+            tgt = embed + dropout1.forward(self_attn.forward(tgt2 + pos, memoryKey, memory, tgtMask));
             tgt2 = norm2.forward(tgt);
             tgt = tgt + dropout2.forward(multihead_attn.forward(tgt2 + pos, outputKey, output, memoryMask));
             tgt2 = norm3.forward(tgt);
@@ -150,7 +152,7 @@ public sealed class TransformerDecoderLayer : Module<Tensor, Tensor, Tensor, Ten
         }
         else
         {
-            tgt = norm1.forward(tgt + dropout1.forward(self_attn.forward(tgt + pos, memoryKey, memory, tgtMask)));
+            tgt = norm1.forward(embed + dropout1.forward(self_attn.forward(embed + pos, memoryKey, memory, tgtMask)));
             tgt = norm2.forward(tgt + dropout2.forward(multihead_attn.forward(tgt + pos, outputKey, output, memoryMask)));
             result = norm3.forward(tgt + dropout3.forward(FeedForward(tgt)));
         }

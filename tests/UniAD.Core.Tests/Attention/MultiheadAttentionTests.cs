@@ -18,6 +18,33 @@ public sealed class MultiheadAttentionTests
         Assert.Equal(new long[] { 16, 16 }, shapes["out_proj.weight"]);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_single_query_batch_is_broadcast_like_an_expanded_one(bool training)
+    {
+        const int e = 16, h = 4, l = 7, s = 9, b = 3;
+        using var gen = new Generator(11);
+        using var one = new MultiheadAttention(e, h, dropout: 0.1, generator: gen, dropoutRandom: new DropoutRandom(5));
+        using var many = new MultiheadAttention(e, h, dropout: 0.1, generator: gen, dropoutRandom: new DropoutRandom(5));
+        many.load_state_dict(one.state_dict());
+        one.train(training);
+        many.train(training);
+        using var scope = NewDisposeScope();
+        var q = randn(l, 1, e, generator: gen);
+        var k = randn(s, b, e, generator: gen);
+        var v = randn(s, b, e, generator: gen);
+        var mask = zeros(l, s);
+        mask[1, 2] = tensor(float.NegativeInfinity);
+
+        var broadcast = one.forward(q, k, v, mask);
+        var expanded = many.forward(q.expand(l, b, e).contiguous(), k, v, mask);
+
+        Assert.Equal(new long[] { l, b, e }, broadcast.shape);
+        Assert.True(broadcast.allclose(expanded, rtol: 1e-5, atol: 1e-6));
+        Assert.Throws<ArgumentException>(() => one.forward(randn(l, 2, e), k, v, mask));
+    }
+
     [Fact]
     public void Matches_an_explicit_per_head_computation_with_a_mask()
     {

@@ -39,6 +39,24 @@ public sealed class UniADModelTests
     }
 
     [Fact]
+    public void Features_of_a_batch_sliced_into_backbone_passes_equal_the_features_image_by_image()
+    {
+        var backbone = EfficientNetFeatureExtractor.FromLayers("b0", new[] { 1, 2, 3, 4 });
+        var neck = new MfcnNeck(backbone.Channels, backbone.Strides, 16);
+        using var model = new UniADModel(backbone, neck, new UniADReconstruction(SmallFor(neck, 4)));
+        model.eval();
+        using var scope = NewDisposeScope();
+        var images = randn(new long[] { 5, 3, 64, 64 }, generator: new Generator(4));
+        var batch = model.ExtractFeatures(images); // 5 images: passes of 2, 2 and 1 on the CPU
+        Assert.Equal(new long[] { 5, 192, 4, 4 }, batch.shape);
+        for (int i = 0; i < 5; i++)
+        {
+            var single = model.ExtractFeatures(images.narrow(0, i, 1));
+            Assert.True(batch.narrow(0, i, 1).allclose(single, rtol: 1e-5, atol: 1e-5), $"image {i}");
+        }
+    }
+
+    [Fact]
     public void Parts_that_do_not_fit_are_rejected()
     {
         using var backbone = EfficientNetFeatureExtractor.FromLayers("b0", new[] { 1, 2 });
