@@ -114,7 +114,7 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
             float scale = (float)(1.0 / Math.Sqrt(d));
             // TorchSharp's Tensor.baddbmm(batch2, input) is called on batch1: input + alpha * (this @ batch2).
             var scores = attnMask is null
-                ? q3.bmm(k3).mul_(scale)
+                ? q3.bmm(k3).TimesInPlace(scale)
                 : q3.baddbmm(k3, attnMask.to(q3.dtype), beta: 1, alpha: scale);
             attended = dropoutRandom.Apply(F.softmax(scores, -1), Dropout).bmm(v3).view(b, h, l, d);
         }

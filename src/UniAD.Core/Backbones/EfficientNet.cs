@@ -160,7 +160,7 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>, IFusedWeightsCache
         x = projectFolded.Forward(x);
         if (skip)
         {
-            x = inPlace ? x.add_(inputs) : x + inputs; // drop-connect is a training-time regulariser; the backbone is frozen
+            x = inPlace ? x.PlusInPlace(inputs) : x.Plus(inputs); // drop-connect is a training-time regulariser; the backbone is frozen
         }
 
         return x.MoveToOuterDisposeScope();

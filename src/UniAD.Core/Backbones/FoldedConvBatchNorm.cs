@@ -139,14 +139,14 @@ internal sealed class FoldedConvBatchNorm : IDisposable
 
         // Computed in at least single precision (half-precision weights are folded in float32, then rounded once).
         var compute = w.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-        var std = (variance.to(compute) + norm.eps).sqrt();
+        var std = variance.to(compute).PlusScalar(norm.eps).sqrt();
         var scale = norm.weight is { } gamma ? gamma.to(compute) / std : std.reciprocal();
 
         var shift = conv.Bias is { } b ? b.to(compute) - mean.to(compute) : -mean.to(compute);
         shift = shift * scale;
         if (norm.bias is { } beta)
         {
-            shift = shift + beta.to(compute);
+            shift = shift.Plus(beta.to(compute));
         }
 
         var folded = conv.PrepareWeight((w.to(compute) * scale.view(-1, 1, 1, 1)).to(w.dtype));

@@ -53,7 +53,7 @@ public sealed class BasicBlock : Module<Tensor, Tensor>
         var y = F.relu(bn1.forward(conv1.forward(x)));
         y = bn2.forward(conv2.forward(y));
         var identity = downsample is null ? x : downsample.forward(x);
-        return F.relu(y + identity).MoveToOuterDisposeScope();
+        return F.relu(y.PlusInPlace(identity)).MoveToOuterDisposeScope();
     }
 }
 
@@ -90,7 +90,7 @@ public sealed class Bottleneck : Module<Tensor, Tensor>
         y = F.relu(bn2.forward(conv2.forward(y)));
         y = bn3.forward(conv3.forward(y));
         var identity = downsample is null ? x : downsample.forward(x);
-        return F.relu(y + identity).MoveToOuterDisposeScope();
+        return F.relu(y.PlusInPlace(identity)).MoveToOuterDisposeScope();
     }
 }
 

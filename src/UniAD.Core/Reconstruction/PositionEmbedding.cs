@@ -87,8 +87,8 @@ public sealed class SinePositionEmbedding : PositionEmbedding
         var ones = torch.ones(h, w, dtype: float32);
         var yEmbed = ones.cumsum(0, float32);
         var xEmbed = ones.cumsum(1, float32);
-        yEmbed = yEmbed / (yEmbed[TensorIndex.Slice(-1), TensorIndex.Colon] + eps) * scale;
-        xEmbed = xEmbed / (xEmbed[TensorIndex.Colon, TensorIndex.Slice(-1)] + eps) * scale;
+        yEmbed = (yEmbed / yEmbed[TensorIndex.Slice(-1), TensorIndex.Colon].PlusScalar(eps)).Times(scale);
+        xEmbed = (xEmbed / xEmbed[TensorIndex.Colon, TensorIndex.Slice(-1)].PlusScalar(eps)).Times(scale);
 
         var dimT = arange(feats, dtype: float32);
         dimT = pow(temperature, 2 * floor_divide(dimT, 2) / feats);

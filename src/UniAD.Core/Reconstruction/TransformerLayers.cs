@@ -54,16 +54,16 @@ public sealed class TransformerEncoderLayer : Module<Tensor, Tensor, Tensor?, Te
         if (normalizeBefore)
         {
             var src2 = norm1.forward(src);
-            var qk = src2 + pos;
-            src = src + dropout1.forward(self_attn.forward(qk, qk, src2, mask));
+            var qk = src2.Plus(pos);
+            src = src.Plus(dropout1.forward(self_attn.forward(qk, qk, src2, mask)));
             src2 = norm2.forward(src);
-            result = src + dropout2.forward(FeedForward(src2));
+            result = src.Plus(dropout2.forward(FeedForward(src2)));
         }
         else
         {
-            var qk = src + pos;
-            src = norm1.forward(src + dropout1.forward(self_attn.forward(qk, qk, src, mask)));
-            result = norm2.forward(src + dropout2.forward(FeedForward(src)));
+            var qk = src.Plus(pos);
+            src = norm1.forward(src.Plus(dropout1.forward(self_attn.forward(qk, qk, src, mask))));
+            result = norm2.forward(src.Plus(dropout2.forward(FeedForward(src))));
         }
 
         return result.MoveToOuterDisposeScope();
@@ -137,24 +137,24 @@ public sealed class TransformerDecoderLayer : Module<Tensor, Tensor, Tensor, Ten
         // The learned queries are the same for every batch element: the first attention's query (and,
         // pre-norm, its LayerNorm) is computed once (L x 1 x C) and broadcast inside the attention.
         var embed = learned_embed.weight!.unsqueeze(1);
-        var memoryKey = memory + pos;
-        var outputKey = output + pos;
+        var memoryKey = memory.Plus(pos);
+        var outputKey = output.Plus(pos);
         Tensor result;
         Tensor tgt;
         if (normalizeBefore)
         {
             var tgt2 = norm1.forward(embed);
-            tgt = embed + dropout1.forward(self_attn.forward(tgt2 + pos, memoryKey, memory, tgtMask));
+            tgt = embed.Plus(dropout1.forward(self_attn.forward(tgt2.Plus(pos), memoryKey, memory, tgtMask)));
             tgt2 = norm2.forward(tgt);
-            tgt = tgt + dropout2.forward(multihead_attn.forward(tgt2 + pos, outputKey, output, memoryMask));
+            tgt = tgt.Plus(dropout2.forward(multihead_attn.forward(tgt2.Plus(pos), outputKey, output, memoryMask)));
             tgt2 = norm3.forward(tgt);
-            result = tgt + dropout3.forward(FeedForward(tgt2));
+            result = tgt.Plus(dropout3.forward(FeedForward(tgt2)));
         }
         else
         {
-            tgt = norm1.forward(embed + dropout1.forward(self_attn.forward(embed + pos, memoryKey, memory, tgtMask)));
-            tgt = norm2.forward(tgt + dropout2.forward(multihead_attn.forward(tgt + pos, outputKey, output, memoryMask)));
-            result = norm3.forward(tgt + dropout3.forward(FeedForward(tgt)));
+            tgt = norm1.forward(embed.Plus(dropout1.forward(self_attn.forward(embed.Plus(pos), memoryKey, memory, tgtMask))));
+            tgt = norm2.forward(tgt.Plus(dropout2.forward(multihead_attn.forward(tgt.Plus(pos), outputKey, output, memoryMask))));
+            result = norm3.forward(tgt.Plus(dropout3.forward(FeedForward(tgt))));
         }
 
         return result.MoveToOuterDisposeScope();

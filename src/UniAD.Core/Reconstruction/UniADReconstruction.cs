@@ -121,9 +121,9 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
             }
 
             long channels = tokens.shape[2];
-            var norms = tokens.norm(2, keepdim: true) / channels;
+            var norms = tokens.norm(2, keepdim: true).DividedBy(channels);
             var noise = randn(tokens.shape, dtype: tokens.dtype, device: tokens.device, generator: generator);
-            return tokens + noise * norms * jitter.Scale;
+            return tokens.Plus(noise.mul(norms).Times(jitter.Scale));
         }
     }
 

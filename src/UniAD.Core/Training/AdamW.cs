@@ -103,13 +103,13 @@ public sealed class AdamW : IDisposable
 
             s.Step++;
             state[name] = s;
-            p.mul_(1 - (lr * Options.WeightDecay));
-            s.ExpAvg.mul_(b1).add_(grad, alpha: 1 - b1);
-            s.ExpAvgSq.mul_(b2).addcmul_(grad, grad, value: 1 - b2);
+            p.TimesInPlace(1 - (lr * Options.WeightDecay));
+            s.ExpAvg.TimesInPlace(b1).PlusScaledInPlace(grad, 1 - b1);
+            s.ExpAvgSq.TimesInPlace(b2).AddcmulInPlace(grad, grad, 1 - b2);
             double correction1 = 1 - Math.Pow(b1, s.Step);
             double correction2Sqrt = Math.Sqrt(1 - Math.Pow(b2, s.Step));
-            var denominator = (s.ExpAvgSq.sqrt() / correction2Sqrt).add_(Options.Epsilon);
-            p.addcdiv_(s.ExpAvg, denominator, value: -lr / correction1);
+            var denominator = s.ExpAvgSq.sqrt().DividedBy(correction2Sqrt).PlusScalarInPlace(Options.Epsilon);
+            p.AddcdivInPlace(s.ExpAvg, denominator, -lr / correction1);
         }
     }
 
