@@ -28,7 +28,7 @@ public enum SyntheticDefect
     /// <summary>A brown elliptic stain ("spot").</summary>
     Spot,
 
-    /// <summary>A piece of the object (or the texture) gone, showing the background ("missing_part").</summary>
+    /// <summary>A piece of the object (or the texture) gone, showing what lies beneath: an object's background, the dark surface under a texture ("missing_part").</summary>
     MissingPart,
 
     /// <summary>A region tinted another colour ("colour_change").</summary>
@@ -340,7 +340,8 @@ public static class SyntheticDefects
             brightness = r.Uniform(0.92, 1.08);
         }
 
-        public override Rgb Background => new Rgb(160, 130, 90).Scale(brightness);
+        // Textures cover the whole image: the background is the dark surface beneath, seen only through a missing part.
+        public override Rgb Background => new Rgb(60, 45, 30).Scale(brightness);
 
         public override Rgb Tint => new(40, 120, 210);
 
@@ -364,7 +365,7 @@ public static class SyntheticDefects
             brightness = r.Uniform(0.92, 1.08);
         }
 
-        public override Rgb Background => new Rgb(120, 140, 100).Scale(brightness);
+        public override Rgb Background => new Rgb(40, 45, 35).Scale(brightness);
 
         public override Rgb Tint => new(210, 60, 170);
 
@@ -441,11 +442,11 @@ public static class SyntheticDefects
 
         public Tile(SeededRandom r)
         {
-            cu = 0.5 + r.Uniform(-0.02, 0.02);
-            cv = 0.5 + r.Uniform(-0.02, 0.02);
+            cu = 0.5 + r.Uniform(-0.01, 0.01);
+            cv = 0.5 + r.Uniform(-0.01, 0.01);
             half = 0.3 + r.Uniform(-0.01, 0.01);
             corner = 0.06;
-            double angle = r.Uniform(-0.08, 0.08);
+            double angle = r.Uniform(-0.03, 0.03);
             (cos, sin) = (Math.Cos(angle), Math.Sin(angle));
             brightness = r.Uniform(0.92, 1.08);
         }
@@ -485,7 +486,7 @@ public static class SyntheticDefects
             return defect switch
             {
                 SyntheticDefect.Scratch => new Scratch(u, v, r, size),
-                SyntheticDefect.Spot => new Region(u, v, r.Uniform(0.03, 0.06), r.Uniform(0.5, 1.0), r.Uniform(0, Math.PI), (_, c) => Rgb.Mix(c, new Rgb(105, 60, 30), 0.85)),
+                SyntheticDefect.Spot => new Region(u, v, r.Uniform(0.04, 0.07), r.Uniform(0.5, 1.0), r.Uniform(0, Math.PI), (_, c) => Rgb.Mix(c, new Rgb(105, 60, 30), 0.85)),
                 SyntheticDefect.MissingPart => new Region(u, v, r.Uniform(0.07, 0.11), r.Uniform(0.6, 1.0), r.Uniform(0, Math.PI), (s, _) => s.Background),
                 _ => new Region(u, v, r.Uniform(0.07, 0.12), r.Uniform(0.6, 1.0), r.Uniform(0, Math.PI), (s, c) => Rgb.Mix(c, s.Tint, 0.6)),
             };
