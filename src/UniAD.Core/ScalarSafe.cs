@@ -26,13 +26,6 @@ internal static class ScalarSafe
     /// <summary><c>a += b</c>, in place; returns <paramref name="a"/>'s new handle.</summary>
     public static Tensor PlusInPlace(this Tensor a, Tensor b) => a.add_(b, One);
 
-    /// <summary><c>a + alpha · b</c>.</summary>
-    public static Tensor PlusScaled(this Tensor a, Tensor b, double alpha)
-    {
-        using var s = alpha.ToScalar();
-        return a.add(b, s);
-    }
-
     /// <summary><c>a += alpha · b</c>, in place.</summary>
     public static Tensor PlusScaledInPlace(this Tensor a, Tensor b, double alpha)
     {
@@ -87,12 +80,5 @@ internal static class ScalarSafe
     {
         using var s = value.ToScalar();
         return a.addcdiv_(t1, t2, s);
-    }
-
-    /// <summary><paramref name="a"/> with <paramref name="value"/> where <paramref name="mask"/> is true.</summary>
-    public static Tensor MaskedFill(this Tensor a, Tensor mask, double value)
-    {
-        using var s = value.ToScalar();
-        return a.masked_fill(mask, s);
     }
 }
