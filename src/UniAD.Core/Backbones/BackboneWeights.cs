@@ -20,19 +20,37 @@ public static class BackboneWeights
         "EfficientNet: the EfficientNet-PyTorch project's ImageNet files (efficientnet-b0-355c32eb.pth ... efficientnet-b4-6ed6700e.pth ..., " +
         "published with that project's releases on GitHub); ResNet: torchvision's ImageNet files (resnet18-f37072fd.pth, resnet34-b627a593.pth, " +
         "resnet50-0676ba61.pth, resnet101-63fe2227.pth, wide_resnet50_2-95faca4d.pth, from PyTorch's model download area). " +
-        "Download one with a browser or PyTorch and pass its path.";
+        "Download one with a browser or PyTorch and pass its path. mlnet-resnet18 needs no download: its ImageNet weights come with the NuGet package " +
+        MlNetBackbone.PackageId + " (add " + MlNetBackbone.PackageReference + " to the application).";
 
     private static readonly string[] Prefixes = { "module.backbone.", "backbone.", "module.", string.Empty };
 
-    /// <summary>Reads a <c>.pth</c> (bare state dict or a dict with <c>state_dict</c>) or <c>.safetensors</c> file and loads it.</summary>
-    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">The file is not a readable checkpoint.</exception>
+    /// <summary>
+    /// Reads a <c>.pth</c> (bare state dict or a dict with <c>state_dict</c>), <c>.safetensors</c> or <c>.onnx</c> file
+    /// and loads it. An ONNX ResNet is mapped onto torchvision's keys by its data flow
+    /// (<see cref="OnnxResNetImport"/>); for <c>mlnet-resnet18</c> the mean image comes from the package's
+    /// preprocessing graph beside it (<see cref="MlNetBackbone.PreprocessingFileFor"/>).
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file (or, for <c>mlnet-resnet18</c>, its preprocessing graph) does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is not a readable checkpoint, or an ONNX graph that is not a plain ResNet.</exception>
     /// <exception cref="StateDictMismatchException">The weights do not fit the extractor (missing or wrongly shaped keys, or another architecture).</exception>
     public static BackboneLoadReport Load(FeatureExtractor extractor, string path, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(extractor);
-        using var weights = StateDict.Read(path);
-        return Load(extractor, weights, path, logger);
+        if (path is not null && path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+        {
+            using var imported = OnnxResNetImport.Import(path);
+            if (extractor is ResNetFeatureExtractor { Variant: ResNetVariant.MlNetResNet18 })
+            {
+                imported.Weights.Add("mean_image", OnnxResNetImport.ReadCntkMeanImage(MlNetBackbone.PreprocessingFileFor(path)));
+            }
+
+            logger?.LogInformation("{Source}: a ResNet of basic blocks {Blocks} found by following the ONNX graph.", path, string.Join("-", imported.BlocksPerLayer));
+            return Load(extractor, imported.Weights, path, logger);
+        }
+
+        using var weights = StateDict.Read(path!);
+        return Load(extractor, weights, path!, logger);
     }
 
     /// <summary>Loads weights from a name → tensor map; keys may carry <c>module.</c> and/or <c>backbone.</c> prefixes.</summary>

@@ -23,6 +23,12 @@ public enum ResNetVariant
 
     /// <summary>Wide ResNet-50-2 (bottlenecks 3-4-6-3, twice the inner width).</summary>
     WideResNet50_2,
+
+    /// <summary>
+    /// ML.NET's ImageNet ResNet-18 (<c>mlnet-resnet18</c>: basic blocks 2-2-2-3, a CNTK export) with its input
+    /// convention built in: see <see cref="MlNetResNet18"/>.
+    /// </summary>
+    MlNetResNet18,
 }
 
 /// <summary>torchvision's ResNet basic block (<c>conv1</c>, <c>bn1</c>, <c>conv2</c>, <c>bn2</c>, optional <c>downsample</c>).</summary>
@@ -107,13 +113,25 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
     private readonly Sequential? layer2;
     private readonly Sequential? layer3;
     private readonly Sequential? layer4;
+#pragma warning disable IDE1006, SA1300 // PyTorch-style buffer name: it is the state-dict key
+    private readonly Tensor? mean_image;
+#pragma warning restore IDE1006, SA1300
     private readonly int[] layers;
+    private readonly double[] inputMean;
+    private readonly double[] inputStd;
 
-    private ResNetFeatureExtractor(ResNetVariant variant, int[] layers, IReadOnlyList<FeatureInfo> outputs)
+    private ResNetFeatureExtractor(ResNetVariant variant, int[] layers, IReadOnlyList<FeatureInfo> outputs, IReadOnlyList<double> inputMean, IReadOnlyList<double> inputStd)
         : base(nameof(ResNetFeatureExtractor), outputs)
     {
         Variant = variant;
         this.layers = layers;
+        this.inputMean = inputMean.ToArray();
+        this.inputStd = inputStd.ToArray();
+        if (variant == ResNetVariant.MlNetResNet18)
+        {
+            mean_image = zeros(1, 3, MlNetBackbone.MeanImageSize, MlNetBackbone.MeanImageSize);
+        }
+
         var (bottleneck, repeats, widthPerGroup) = Architecture(variant);
         conv1 = Conv2d(3, 64, 7, stride: 2, padding: 3, bias: false);
         bn1 = BatchNorm2d(64);
@@ -156,12 +174,18 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
     public override string ModelName => Variant switch
     {
         ResNetVariant.WideResNet50_2 => "wide_resnet50_2",
+        ResNetVariant.MlNetResNet18 => MlNetBackbone.ModelName,
         _ => Variant.ToString().ToLowerInvariant(),
     };
 
-    /// <summary>Features of layers 1..4 (strides 4, 8, 16, 32).</summary>
-    /// <exception cref="ArgumentException">A layer outside 1..4, repeated or out of order.</exception>
-    public static ResNetFeatureExtractor FromLayers(ResNetVariant variant, IReadOnlyList<int> layers)
+    /// <summary>
+    /// Features of layers 1..4 (strides 4, 8, 16, 32). The images are normalised RGB: each channel
+    /// <c>(v / 255 − mean) / std</c> with <paramref name="inputMean"/> and <paramref name="inputStd"/> (default: ImageNet's,
+    /// as the detector feeds them). Only <see cref="ResNetVariant.MlNetResNet18"/> looks at them: it turns the
+    /// images back into its own convention (see <see cref="ToNetworkInput"/>); the torchvision variants take them as they are.
+    /// </summary>
+    /// <exception cref="ArgumentException">A layer outside 1..4, repeated or out of order; a mean or std that is not three finite values (std positive).</exception>
+    public static ResNetFeatureExtractor FromLayers(ResNetVariant variant, IReadOnlyList<int> layers, IReadOnlyList<double>? inputMean = null, IReadOnlyList<double>? inputStd = null)
     {
         ArgumentNullException.ThrowIfNull(layers);
         if (!Enum.IsDefined(variant))
@@ -170,13 +194,63 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
         }
 
         EfficientNetFeatureExtractor.CheckIncreasing(layers, 1, 4, "layer", variant.ToString());
+        var normalisation = new Data.PreprocessOptions { Mean = inputMean ?? Data.PreprocessOptions.ImageNetMean, Std = inputStd ?? Data.PreprocessOptions.ImageNetStd };
+        normalisation.Validate();
         var (bottleneck, _, _) = Architecture(variant);
         long expansion = bottleneck ? 4 : 1;
         var outputs = layers.Select(l => new FeatureInfo(l, l, (int)(64 * (1 << (l - 1)) * expansion), 4 << (l - 1))).ToArray();
-        return new ResNetFeatureExtractor(variant, layers.ToArray(), outputs);
+        return new ResNetFeatureExtractor(variant, layers.ToArray(), outputs, normalisation.Mean, normalisation.Std);
     }
 
-    /// <summary>Parses torchvision's names: resnet18, resnet34, resnet50, resnet101, wide_resnet50_2.</summary>
+    /// <summary>
+    /// The input the network itself computes on. For the torchvision variants, the images as they are. For
+    /// <see cref="ResNetVariant.MlNetResNet18"/>, CNTK's convention: channels B, G, R, values 0..255, minus the
+    /// per-pixel mean image (<c>mean_image</c>, loaded with the weights) at the images' size
+    /// (<see cref="MlNetBackbone.MeanImageAt"/>): <c>x[k] = 255 (img[2 − k] · std[2 − k] + mean[2 − k]) − M[k]</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">For ML.NET's ResNet, a side that is not a positive multiple of 32.</exception>
+    public Tensor ToNetworkInput(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (mean_image is null)
+        {
+            return images.alias();
+        }
+
+        MlNetBackbone.CheckInputSize(images.shape[2], images.shape[3]);
+        using var scope = NewDisposeScope();
+        var bgrScale = tensor(new[] { 255 * inputStd[2], 255 * inputStd[1], 255 * inputStd[0] }, ScalarType.Float32, images.device).reshape(1, 3, 1, 1);
+        var bgrOffset = tensor(new[] { 255 * inputMean[2], 255 * inputMean[1], 255 * inputMean[0] }, ScalarType.Float32, images.device).reshape(1, 3, 1, 1);
+        var mean = MlNetBackbone.MeanImageAt(mean_image, images.shape[2], images.shape[3]).to(images.device);
+        var offset = bgrOffset - mean;
+        return images.flip(1).mul(bgrScale).add_(offset).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Runs the network on an input already in its own convention (<see cref="ToNetworkInput"/>'s result, e.g. a
+    /// reference tensor) and returns the requested layers' outputs.
+    /// </summary>
+    /// <exception cref="ArgumentException">The input is not a floating-point B x 3 x H x W batch.</exception>
+    public Tensor[] ForwardNetworkInput(Tensor networkInput)
+    {
+        ArgumentNullException.ThrowIfNull(networkInput);
+        if (networkInput.dim() != 4 || networkInput.shape[1] != 3 || networkInput.shape[0] == 0 || !networkInput.is_floating_point())
+        {
+            throw new ArgumentException($"{ModelName} expects a non-empty floating-point batch B x 3 x H x W; got [{string.Join(", ", networkInput.shape)}] {networkInput.dtype}.", nameof(networkInput));
+        }
+
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var features = Network(networkInput);
+        foreach (var f in features)
+        {
+            f.MoveToOuterDisposeScope();
+        }
+
+        return features;
+    }
+
+    /// <summary>Parses torchvision's names (resnet18, resnet34, resnet50, resnet101, wide_resnet50_2) and ML.NET's <c>mlnet-resnet18</c>.</summary>
     /// <exception cref="ArgumentException">Unknown name.</exception>
     public static ResNetVariant ParseVariant(string name) => name.Trim().ToLowerInvariant() switch
     {
@@ -185,7 +259,8 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
         "resnet50" => ResNetVariant.ResNet50,
         "resnet101" => ResNetVariant.ResNet101,
         "wide_resnet50_2" or "wideresnet50_2" or "wideresnet50" => ResNetVariant.WideResNet50_2,
-        _ => throw new ArgumentException($"Unknown ResNet '{name}'; expected resnet18, resnet34, resnet50, resnet101 or wide_resnet50_2.", nameof(name)),
+        MlNetBackbone.ModelName => ResNetVariant.MlNetResNet18,
+        _ => throw new ArgumentException($"Unknown ResNet '{name}'; expected resnet18, resnet34, resnet50, resnet101, wide_resnet50_2 or {MlNetBackbone.ModelName}.", nameof(name)),
     };
 
     /// <inheritdoc />
@@ -194,7 +269,9 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
         (key.StartsWith("layer", StringComparison.Ordinal) && key.Length > 6 && key[6] == '.' && key[5] - '0' > layers.Max() && key[5] - '0' <= 4);
 
     /// <inheritdoc />
-    protected override Tensor[] Extract(Tensor images)
+    protected override Tensor[] Extract(Tensor images) => Network(mean_image is null ? images : ToNetworkInput(images));
+
+    private Tensor[] Network(Tensor images)
     {
         var x = F.max_pool2d(F.relu(bn1.forward(conv1.forward(images))), 3, 2, 1);
         var outs = new Tensor?[5];
@@ -215,6 +292,7 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
         ResNetVariant.ResNet50 => (true, new[] { 3, 4, 6, 3 }, 64),
         ResNetVariant.ResNet101 => (true, new[] { 3, 4, 23, 3 }, 64),
         ResNetVariant.WideResNet50_2 => (true, new[] { 3, 4, 6, 3 }, 128),
+        ResNetVariant.MlNetResNet18 => (false, new[] { 2, 2, 2, 3 }, 64),
         _ => throw new ArgumentOutOfRangeException(nameof(variant), variant, "Unknown ResNet variant."),
     };
 }

@@ -25,7 +25,11 @@ public sealed class AnomalyDetectorBuilder
     private ILoggerFactory? loggerFactory;
     private bool built;
 
-    /// <summary>The backbone, its output layers (1..5 for EfficientNet, 1..4 for ResNet) and, optionally, its pretrained weights file.</summary>
+    /// <summary>
+    /// The backbone, its output layers (1..5 for EfficientNet, 1..4 for ResNet) and, optionally, its pretrained weights
+    /// file. <c>mlnet-resnet18</c> (<see cref="MlNetBackbone"/>) finds its ImageNet weights by itself in the application's
+    /// folder, where the NuGet package <c>Microsoft.ML.DnnImageFeaturizer.ResNet18</c> puts them.
+    /// </summary>
     public AnomalyDetectorBuilder WithBackbone(string modelName, IReadOnlyList<int>? layers = null, string? weightsFile = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelName);
@@ -110,7 +114,7 @@ public sealed class AnomalyDetectorBuilder
     /// <summary>Validates everything and builds the detector. A builder builds once.</summary>
     /// <exception cref="InvalidOperationException">The builder was already used, or CUDA was asked for and is not available.</exception>
     /// <exception cref="ArgumentException">An impossible option (its name and value are in the message).</exception>
-    /// <exception cref="FileNotFoundException">The weights file does not exist.</exception>
+    /// <exception cref="FileNotFoundException">The weights file does not exist (for <c>mlnet-resnet18</c>: the message names the PackageReference to add).</exception>
     public AnomalyDetector Build()
     {
         if (built)
@@ -120,7 +124,14 @@ public sealed class AnomalyDetectorBuilder
 
         built = true;
         var recon = reconstruction.Aggregate(options.Reconstruction with { Seed = seed }, (o, f) => f(o));
-        return Create(options with { Reconstruction = recon }, weightsPath, device, loggerFactory, warnIfRandom: true, calibration: null, epochsTrained: 0);
+        var weights = weightsPath;
+        if (weights is null && string.Equals(options.Backbone, MlNetBackbone.ModelName, StringComparison.OrdinalIgnoreCase))
+        {
+            MlNetBackbone.CheckInputSize(options.InputSize.Height, options.InputSize.Width);
+            weights = MlNetBackbone.FindModelFile(); // the NuGet package's file in the application's folder
+        }
+
+        return Create(options with { Reconstruction = recon }, weights, device, loggerFactory, warnIfRandom: true, calibration: null, epochsTrained: 0);
     }
 
     /// <summary>Builds a detector from complete options (used by the builder and by checkpoint loading).</summary>
@@ -155,7 +166,12 @@ public sealed class AnomalyDetectorBuilder
             throw new FileNotFoundException($"Backbone weights file '{weightsPath}' does not exist.", weightsPath);
         }
 
-        FeatureExtractor backbone = Backbone.Create(options.Backbone, options.BackboneLayers, weightsPath, warnIfRandom ? logger : null);
+        if (string.Equals(options.Backbone, MlNetBackbone.ModelName, StringComparison.OrdinalIgnoreCase))
+        {
+            MlNetBackbone.CheckInputSize(size.Height, size.Width);
+        }
+
+        FeatureExtractor backbone = Backbone.Create(options.Backbone, options.BackboneLayers, weightsPath, warnIfRandom ? logger : null, options.PixelMean, options.PixelStd);
         try
         {
             if (weightsPath is null)
