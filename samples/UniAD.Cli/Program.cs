@@ -1,5 +1,5 @@
 // uniad: command-line front end of UniAD.Core.
-//   uniad train     --data SOURCE --out MODEL [options]
+//   uniad train     --data SOURCE --out MODEL [--validation SOURCE | --holdout 0.1] [options]
 //   uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
 //   uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]
 //   uniad calibrate --model MODEL --data SOURCE [--method f1|far] [--rate R] [--out MODEL]
@@ -26,10 +26,17 @@ if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
     return args.Length == 0 ? 2 : 0;
 }
 
+var missingMasks = MissingMaskPolicy.Throw;
 try
 {
     var command = args[0];
     var options = Options.Parse(args.Skip(1).ToArray());
+    missingMasks = options.Get("missing-masks") switch
+    {
+        null or "error" => MissingMaskPolicy.Throw,
+        "image-level" => MissingMaskPolicy.ImageLevelOnly,
+        var other => throw new UsageException($"--missing-masks is error or image-level, got '{other}'"),
+    };
     return command switch
     {
         "train" => Train(options),
@@ -59,8 +66,27 @@ catch (Exception ex) when (ex is IOException or InvalidDataException or Argument
 
 int Train(Options o)
 {
-    var (train, test) = OpenSource(o.Required("data"), DatasetSplit.Train);
+    var (train, _) = OpenSource(o.Required("data"), DatasetSplit.Train);
     var output = o.Required("out");
+    // Validation and calibration never look at the test split: an explicit --validation source (which may hold
+    // defects), else a seeded hold-out of the normal training images (--holdout, default 10 %; 0 for none).
+    double holdout = o.Double("holdout", DataSplits.DefaultHoldoutFraction);
+    IImageSource? validation = null;
+    string validationLabel = "none";
+    if ((o.Get("validation") ?? o.Get("validate")) is { } v)
+    {
+        validation = OpenSource(v, DatasetSplit.Test).Test;
+        int defects = validation.Samples.Count(s => s.IsAnomalous);
+        validationLabel = $"{validation.Samples.Count} images of the validation source {v} ({defects} anomalous)";
+    }
+    else if (holdout > 0)
+    {
+        var (kept, heldOut) = DataSplits.HoldOutNormal(train, holdout, o.Int("seed", 133));
+        train = kept;
+        validation = heldOut;
+        validationLabel = $"{heldOut.Samples.Count} held-out normal training images";
+    }
+
     int input = o.Int("input", 224);
     var builder = new AnomalyDetectorBuilder()
         .WithBackbone(o.Get("backbone") ?? "efficientnet-b4", o.Ints("layers") ?? new[] { 1, 2, 3, 4 }, o.Get("weights"))
@@ -74,7 +100,6 @@ int Train(Options o)
     }
 
     using var detector = builder.Build();
-    var validation = o.Get("validate") is { } v ? OpenSource(v, DatasetSplit.Test).Test : test;
     var training = new TrainingOptions
     {
         Epochs = o.Int("epochs", 1000),
@@ -88,7 +113,7 @@ int Train(Options o)
         CheckpointEvery = o.Int("checkpoint-every", 10),
         ResumeFrom = o.Get("resume"),
     };
-    AnsiConsole.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {training.Epochs} epochs, batch {training.BatchSize}.");
+    AnsiConsole.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {training.Epochs} epochs, batch {training.BatchSize}; validation: {validationLabel}.");
     TrainingResult? result = null;
     AnsiConsole.Progress()
         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -114,9 +139,25 @@ int Train(Options o)
     AnsiConsole.MarkupLineInterpolated($"Trained {result!.EpochsCompleted} epochs in {result.Duration.TotalMinutes:F1} min; model written to [bold]{output}[/].");
     if (result.Validation is { } report)
     {
+        AnsiConsole.MarkupLineInterpolated($"Validation metrics ({validationLabel}):");
         AnsiConsole.WriteLine(report.ToMarkdown());
     }
+    else if (result.BestValidationLoss is { } bestLoss)
+    {
+        AnsiConsole.MarkupLineInterpolated($"Best validation loss {bestLoss.ToString("G6", culture)} on {validationLabel} (best checkpoint: {AnomalyDetector.BestPath(output)}).");
+    }
 
+    if (validation is null)
+    {
+        AnsiConsole.MarkupLine("calibration: none (--holdout 0 and no --validation); run 'uniad calibrate' on a validation source.");
+        return 0;
+    }
+
+    double rate = o.Double("rate", 0.01);
+    var calibration = detector.CalibrateOnValidation(validation, rate, cancellationToken: cancel.Token);
+    detector.Save(output);
+    var rule = calibration.Method == CalibrationMethod.F1Max ? "F1-max" : string.Create(culture, $"false-alarm rate {rate * 100:G3}%");
+    AnsiConsole.MarkupLineInterpolated($"calibration: {rule} on {validationLabel}: image threshold {calibration.ImageThreshold.ToString("G6", culture)}, pixel threshold {calibration.PixelThreshold?.ToString("G6", culture) ?? "none"}; saved to [bold]{output}[/].");
     return 0;
 }
 
@@ -196,7 +237,7 @@ int Calibrate(Options o)
     var calibration = detector.Calibrate(images, new CalibrationOptions { Method = method, FalseAlarmRate = o.Double("rate", 0.01) }, cancel.Token);
     var output = o.Get("out") ?? model;
     detector.Save(output);
-    AnsiConsole.MarkupLineInterpolated($"Image threshold {calibration.ImageThreshold.ToString("G6", culture)}, pixel threshold {calibration.PixelThreshold?.ToString("G6", culture) ?? "none"} ({method}, {calibration.Images} images); saved to [bold]{output}[/].");
+    AnsiConsole.MarkupLineInterpolated($"calibration: {method} on {calibration.Images} images of {o.Required("data")} (use a validation split, never the test split): image threshold {calibration.ImageThreshold.ToString("G6", culture)}, pixel threshold {calibration.PixelThreshold?.ToString("G6", culture) ?? "none"}; saved to [bold]{output}[/].");
     return 0;
 }
 
@@ -223,7 +264,7 @@ int Import(Options o)
         case "mvtec":
         {
             var (root, list) = SplitList(rest);
-            var options = new MvtecOptions { Classes = list };
+            var options = new MvtecOptions { Classes = list, MissingMasks = missingMasks };
             return (MvtecAd.Open(root, DatasetSplit.Train, options), MvtecAd.Open(root, DatasetSplit.Test, options));
         }
 
@@ -276,14 +317,18 @@ static void Usage()
 
           uniad train     --data SOURCE --out MODEL [--backbone efficientnet-b4] [--layers 1,2,3,4] [--weights FILE]
                           [--epochs 1000] [--batch 64] [--lr 1e-4] [--input 224] [--stride 16] [--device cpu|cuda]
-                          [--validate SOURCE] [--evaluate-every 10] [--checkpoint-every 10] [--resume MODEL]
-                          [--cache-dir DIR] [--score max|mean] [--seed 133]
+                          [--validation SOURCE | --holdout 0.1] [--rate 0.01] [--evaluate-every 10]
+                          [--checkpoint-every 10] [--resume MODEL] [--cache-dir DIR] [--score max|mean] [--seed 133]
+                          Validation (best checkpoint) and calibration use --validation SOURCE (F1-max when it has
+                          defects) or else the held-out normal training images (false-alarm rate --rate); never the test split.
           uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
           uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]
           uniad calibrate --model MODEL --data SOURCE [--method f1|far] [--rate 0.01] [--out MODEL]
           uniad import    --checkpoint ckpt.pth.tar --config config.json --out MODEL
 
         SOURCE: mvtec:ROOT[:bottle,cable,...]   meta:FILE@IMAGE_ROOT   cifar10:ROOT[:0,1,2,3,4]   folder:ROOT
+                [--missing-masks error|image-level]: an MVTec defect type without ground_truth is an error (default)
+                or counts for image metrics only; folder and meta sources always accept image-level labels.
         Exit codes: 0 success, 1 failure, 2 usage error, 130 cancelled (Ctrl+C).
         """);
 }

@@ -78,7 +78,7 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
     /// <param name="query">Queries, L x B x E; or L x 1 x E, the same queries for every batch element (projected once, then broadcast).</param>
     /// <param name="key">Keys, S x B x E.</param>
     /// <param name="value">Values, S x B x E.</param>
-    /// <param name="attnMask">Optional additive float mask, L x S, added to the attention logits.</param>
+    /// <param name="attnMask">Optional additive float mask, L x S, added to the attention logits (any float dtype: it is converted to the queries').</param>
     /// <returns>The attended values after <c>out_proj</c>, L x B x E.</returns>
     /// <exception cref="ArgumentException">Shapes do not agree.</exception>
     public override Tensor forward(Tensor query, Tensor key, Tensor value, Tensor? attnMask)
@@ -120,7 +120,9 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
         }
         else
         {
-            attended = F.scaled_dot_product_attention(q, k, v, attnMask, training ? Dropout : 0.0);
+            // The mask in the queries' dtype: libtorch does not convert a float32 mask for float64 queries
+            // (the cached neighbor mask is float32), and the result is then silently wrong.
+            attended = F.scaled_dot_product_attention(q, k, v, attnMask?.to(q.dtype), training ? Dropout : 0.0);
         }
 
         var merged = attended.permute(2, 0, 1, 3).reshape(l, b, e);

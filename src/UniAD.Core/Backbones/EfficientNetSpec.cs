@@ -13,6 +13,20 @@ namespace UniAD.Core.Backbones;
 /// <param name="OutputStride">Stride of the block's output relative to the image.</param>
 public sealed record MBConvBlockSpec(int Index, int Stage, int KernelSize, int Stride, int ExpandRatio, int InputFilters, int OutputFilters, double SeRatio, int InputSize, int OutputStride);
 
+/// <summary>A convolution whose static "same" padding differs from the padding the actual input size would give (<see cref="EfficientNetSpec.PaddingMismatches"/>).</summary>
+/// <param name="Block">The block whose depthwise convolution it is, or −1 for the stem.</param>
+/// <param name="KernelSize">Kernel size.</param>
+/// <param name="Stride">Stride.</param>
+/// <param name="NominalSize">The nominal input size the static padding is computed from.</param>
+/// <param name="ActualHeight">The input height the convolution actually sees.</param>
+/// <param name="ActualWidth">The input width the convolution actually sees.</param>
+public sealed record PaddingMismatch(int Block, int KernelSize, int Stride, int NominalSize, int ActualHeight, int ActualWidth)
+{
+    /// <inheritdoc />
+    public override string ToString() =>
+        $"{(Block < 0 ? "stem" : $"block {Block} depthwise")} {KernelSize} x {KernelSize} stride {Stride}: nominal {NominalSize}, actual {ActualHeight} x {ActualWidth}";
+}
+
 /// <summary>
 /// The EfficientNet-PyTorch architecture description of one variant (b0..b7): compound scaling of the
 /// base blocks, static "same" padding computed from the variant's nominal resolution, and the reference's
@@ -111,6 +125,49 @@ public sealed record EfficientNetSpec
     public EfficientNetSpec WithNominalResolution(int resolution) => resolution > 0
         ? new EfficientNetSpec(Variant, WidthCoefficient, DepthCoefficient, resolution)
         : throw new ArgumentOutOfRangeException(nameof(resolution), resolution, "The resolution must be positive.");
+
+    /// <summary>
+    /// The convolutions up to block <paramref name="lastBlock"/> (the stem and every block's depthwise
+    /// convolution; 1 x 1 convolutions never pad) whose static "same" padding, computed from this spec's nominal
+    /// sizes, differs from "dynamic" same padding computed from the actual sizes an
+    /// <paramref name="inputHeight"/> x <paramref name="inputWidth"/> image has at that convolution. Empty when
+    /// the two give the same numbers, e.g. when every strided convolution sees even sizes both ways (for stride
+    /// 2 the padding depends only on whether the size is odd; for stride 1 it is k − 1 whatever the size).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or the block is not in 0..Blocks.Count − 1.</exception>
+    public IReadOnlyList<PaddingMismatch> PaddingMismatches(int inputHeight, int inputWidth, int lastBlock)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inputHeight);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inputWidth);
+        if (lastBlock < 0 || lastBlock >= Blocks.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(lastBlock), lastBlock, $"{ModelName} has blocks 0 to {Blocks.Count - 1}.");
+        }
+
+        var mismatches = new List<PaddingMismatch>();
+        int height = inputHeight, width = inputWidth;
+        void Check(int block, int nominal, int kernel, int stride)
+        {
+            var fixedPadding = SamePadding(nominal, kernel, stride);
+            var rows = SamePadding(height, kernel, stride);
+            var columns = SamePadding(width, kernel, stride);
+            if (rows.Top != fixedPadding.Top || rows.Bottom != fixedPadding.Bottom || columns.Left != fixedPadding.Left || columns.Right != fixedPadding.Right)
+            {
+                mismatches.Add(new PaddingMismatch(block, kernel, stride, nominal, height, width));
+            }
+
+            height = (int)Math.Ceiling(height / (double)stride);
+            width = (int)Math.Ceiling(width / (double)stride);
+        }
+
+        Check(-1, Resolution, 3, 2);
+        foreach (var block in Blocks.Take(lastBlock + 1))
+        {
+            Check(block.Index, block.InputSize, block.KernelSize, block.Stride);
+        }
+
+        return mismatches;
+    }
 
     /// <summary>
     /// EfficientNet-PyTorch's filter rounding: filters x width, rounded to a multiple of 8 (at least 8),

@@ -118,12 +118,20 @@ public sealed class ImageBatch : SampleBatch
     {
         Images = Own(images);
         Masks = masks is null ? null : Own(masks);
+        HasMask = samples.Select(s => masks is not null && s.HasPixelLabels).ToList();
     }
+
+    /// <summary>
+    /// Per image: whether its row of <see cref="Masks"/> is ground truth. False when masks are not loaded and for
+    /// an anomalous image without a mask (<see cref="ImageSample.HasPixelLabels"/>), whose row is all zeros and
+    /// must not be used: such an image has an image-level label only.
+    /// </summary>
+    public IReadOnlyList<bool> HasMask { get; }
 
     /// <summary>B x 3 x H x W normalised images.</summary>
     public Tensor Images { get; }
 
-    /// <summary>B x 1 x H x W masks (1 = anomalous pixel), or null when the loader does not load masks.</summary>
+    /// <summary>B x 1 x H x W masks (1 = anomalous pixel), or null when the loader does not load masks; rows whose <see cref="HasMask"/> is false are not ground truth.</summary>
     public Tensor? Masks { get; }
 
     /// <summary>Deconstructs into (images, masks, labels, class names, paths).</summary>

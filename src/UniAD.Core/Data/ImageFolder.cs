@@ -11,14 +11,21 @@ public sealed record ImageFolderOptions
 
     /// <summary>What to do with a missing <c>good</c> folder, empty folders and masks without images.</summary>
     public BadInputPolicy OnBadInput { get; init; } = BadInputPolicy.Throw;
+
+    /// <summary>
+    /// A defective image without a mask: kept with its image-level label only by default
+    /// (<see cref="MissingMaskPolicy.ImageLevelOnly"/>; masks are optional in this layout), or bad input
+    /// (<see cref="MissingMaskPolicy.Throw"/>).
+    /// </summary>
+    public MissingMaskPolicy MissingMasks { get; init; } = MissingMaskPolicy.ImageLevelOnly;
 }
 
 /// <summary>
 /// A generic folder for users without the MVTec-AD layout: <c>good/</c> holds normal images (label 0),
 /// every folder whose name starts with <c>defect</c> holds anomalous ones (label 1, defect type = the
 /// folder's name). Masks are optional, at <c>ground_truth/&lt;defect folder&gt;/&lt;name&gt;_mask.png</c>;
-/// an anomalous image without one gets an all-ones mask (the reference's rule), so only image-level
-/// scores are meaningful for it.
+/// an anomalous image without one has an image-level label only (<see cref="ImageSample.HasPixelLabels"/>
+/// is false, no mask is invented): it counts for image metrics, never for pixel metrics.
 /// </summary>
 public static class ImageFolder
 {
@@ -31,6 +38,7 @@ public static class ImageFolder
     /// <summary>Lists the images: the normal ones first, then each defect folder's, files by name.</summary>
     /// <exception cref="DirectoryNotFoundException">The root does not exist; or (policy Throw) it has no <c>good</c> folder.</exception>
     /// <exception cref="InvalidDataException">No image at all; or (policy Throw) an empty folder or a mask without an image.</exception>
+    /// <exception cref="FileNotFoundException">(<see cref="ImageFolderOptions.MissingMasks"/> = Throw, policy Throw) a defective image has no mask.</exception>
     public static ImageSource Open(string root, ImageFolderOptions? options = null, ILogger? logger = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(root);
@@ -56,7 +64,7 @@ public static class ImageFolder
         foreach (var folder in defects)
         {
             var defect = Path.GetFileName(folder);
-            FolderLayout.AddFolder(samples, folder, Path.Combine(groundTruth, defect), masksRequired: false, className, defect, anomalous: true, bad);
+            FolderLayout.AddFolder(samples, folder, Path.Combine(groundTruth, defect), masksRequired: options.MissingMasks == MissingMaskPolicy.Throw, className, defect, anomalous: true, bad);
         }
 
         FolderLayout.ReportOrphanMaskFolders(groundTruth, defects.Select(Path.GetFileName)!, bad);

@@ -104,8 +104,10 @@ public static class ImagePreprocessor
             }
             else
             {
-                // The reference: no mask file means all normal for a good image, all anomalous for a defective one.
-                mask.Fill(sample.IsAnomalous ? 1f : 0f);
+                // No mask file: all normal for a good image. An anomalous image without a mask has no pixel
+                // labels (ImageSample.HasPixelLabels); it gets zeros, which the batch marks as no mask
+                // (ImageBatch.HasMask) and the metrics ignore. (The reference invented an all-ones mask.)
+                mask.Fill(0f);
             }
         }
     }

@@ -10,6 +10,13 @@ public sealed record MetaFileOptions
 {
     /// <summary>What to do with malformed lines and with images or masks that do not exist.</summary>
     public BadInputPolicy OnBadInput { get; init; } = BadInputPolicy.Throw;
+
+    /// <summary>
+    /// A label-1 line without <c>maskname</c>: kept with its image-level label only by default
+    /// (<see cref="MissingMaskPolicy.ImageLevelOnly"/>, as in the reference's CIFAR-10 meta files), or bad input
+    /// (<see cref="MissingMaskPolicy.Throw"/>).
+    /// </summary>
+    public MissingMaskPolicy MissingMasks { get; init; } = MissingMaskPolicy.ImageLevelOnly;
 }
 
 /// <summary>
@@ -22,8 +29,10 @@ public static class MetaFile
 {
     /// <summary>
     /// Reads a meta file. <c>filename</c> and <c>label</c> (0 or 1) are required; <c>clsname</c> defaults to the
-    /// first folder of <c>filename</c>; the defect type is "good" for label 0, else the image's folder name.
+    /// first folder of <c>filename</c>; the defect type is "good" for label 0, else the image's folder name. A
+    /// label-1 line without <c>maskname</c> has an image-level label only (<see cref="ImageSample.HasPixelLabels"/>).
     /// </summary>
+    /// <exception cref="InvalidDataException">(<see cref="MetaFileOptions.MissingMasks"/> = Throw, policy Throw) a label-1 line has no mask; the message names the file and line.</exception>
     /// <exception cref="FileNotFoundException">The meta file does not exist; or (policy Throw) a listed image or mask does not.</exception>
     /// <exception cref="DirectoryNotFoundException">The image root does not exist.</exception>
     /// <exception cref="FormatException">(Policy Throw) a line is not a JSON object with the required keys; the message names the file and line.</exception>
@@ -73,6 +82,12 @@ public static class MetaFile
             if (!File.Exists(sample.ImagePath))
             {
                 bad.Report(sample.ImagePath, $"the image listed at line {lineNumber} does not exist", new FileNotFoundException($"'{metaPath}' line {lineNumber}: the image '{sample.ImagePath}' does not exist.", sample.ImagePath));
+                continue;
+            }
+
+            if (!sample.HasPixelLabels && options.MissingMasks == MissingMaskPolicy.Throw)
+            {
+                bad.Report(where, "an anomalous image without 'maskname'", new InvalidDataException($"'{metaPath}' line {lineNumber}: the anomalous image '{sample.ImagePath}' has no 'maskname' (MetaFileOptions.MissingMasks = Throw)."));
                 continue;
             }
 

@@ -11,6 +11,13 @@ public sealed record MvtecOptions
 
     /// <summary>What to do with missing folders, empty classes, masks without images and images without masks.</summary>
     public BadInputPolicy OnBadInput { get; init; } = BadInputPolicy.Throw;
+
+    /// <summary>
+    /// A defect type without a <c>ground_truth/&lt;defect&gt;</c> folder, or a defective image without its mask:
+    /// bad input by default (<see cref="MissingMaskPolicy.Throw"/>, MVTec-AD always has masks), or
+    /// <see cref="MissingMaskPolicy.ImageLevelOnly"/>: the images are kept with image-level labels only.
+    /// </summary>
+    public MissingMaskPolicy MissingMasks { get; init; } = MissingMaskPolicy.Throw;
 }
 
 /// <summary>
@@ -30,8 +37,11 @@ public static class MvtecAd
     /// <summary>
     /// Lists the training images (<c>train/good</c>, label 0) or the test images (<c>test/good</c> label 0;
     /// <c>test/&lt;defect&gt;</c> label 1 with its mask) of the chosen classes, class by class, files by name.
+    /// With <see cref="MvtecOptions.MissingMasks"/> = <see cref="MissingMaskPolicy.ImageLevelOnly"/> a defective
+    /// image without a mask is kept with its image-level label only (<see cref="ImageSample.HasPixelLabels"/>).
     /// </summary>
-    /// <exception cref="DirectoryNotFoundException">The root does not exist; or (policy Throw) a class, <c>train/good</c> or <c>test</c> folder is missing.</exception>
+    /// <exception cref="DirectoryNotFoundException">The root does not exist; or (policy Throw) a class, <c>train/good</c> or <c>test</c> folder is missing;
+    /// or (missing masks not allowed, policy Throw) a defect type has no <c>ground_truth/&lt;defect&gt;</c> folder (the message names it).</exception>
     /// <exception cref="FileNotFoundException">(Policy Throw) a defective test image has no mask.</exception>
     /// <exception cref="InvalidDataException">No image at all; or (policy Throw) an empty class folder or a mask without an image.</exception>
     public static ImageSource Open(string root, DatasetSplit split, MvtecOptions? options = null, ILogger? logger = null)
@@ -51,6 +61,11 @@ public static class MvtecAd
         }
 
         var bad = new BadInput(options.OnBadInput, logger);
+        if (!Enum.IsDefined(options.MissingMasks))
+        {
+            throw new ArgumentException($"Unknown missing-mask policy {options.MissingMasks}.", nameof(options));
+        }
+
         var classes = options.Classes ?? ImageSource.Folders(root)
             .Where(d => Directory.Exists(Path.Combine(d, "train")) || Directory.Exists(Path.Combine(d, "test")))
             .Select(Path.GetFileName)
@@ -85,7 +100,7 @@ public static class MvtecAd
             }
             else
             {
-                AddTest(samples, classDir, className, bad);
+                AddTest(samples, classDir, className, options.MissingMasks, bad, logger);
             }
 
             logger.LogDebug("MVTec-AD {Split} {Class}: {Count} images", split, className, samples.Count - before);
@@ -97,7 +112,7 @@ public static class MvtecAd
         return source;
     }
 
-    private static void AddTest(List<ImageSample> samples, string classDir, string className, BadInput bad)
+    private static void AddTest(List<ImageSample> samples, string classDir, string className, MissingMaskPolicy missingMasks, BadInput bad, ILogger logger)
     {
         var test = Path.Combine(classDir, "test");
         var groundTruth = Path.Combine(classDir, "ground_truth");
@@ -116,7 +131,20 @@ public static class MvtecAd
         {
             var defect = Path.GetFileName(folder);
             bool anomalous = defect != ImageSample.Good;
-            FolderLayout.AddFolder(samples, folder, anomalous ? Path.Combine(groundTruth, defect) : null, masksRequired: true, className, defect, anomalous, bad);
+            var maskFolder = anomalous ? Path.Combine(groundTruth, defect) : null;
+            if (maskFolder is not null && !Directory.Exists(maskFolder))
+            {
+                if (missingMasks == MissingMaskPolicy.Throw)
+                {
+                    bad.Report(folder, $"the defect type has no mask folder '{maskFolder}'", new DirectoryNotFoundException(
+                        $"The defect type '{defect}' of class '{className}' ('{folder}') has no mask folder '{maskFolder}'. Set MvtecOptions.MissingMasks = MissingMaskPolicy.ImageLevelOnly to use its images for image-level metrics only."));
+                    continue;
+                }
+
+                logger.LogInformation("MVTec-AD {Class}/{Defect}: no mask folder '{Folder}'; its images have image-level labels only.", className, defect, maskFolder);
+            }
+
+            FolderLayout.AddFolder(samples, folder, maskFolder, masksRequired: missingMasks == MissingMaskPolicy.Throw, className, defect, anomalous, bad);
         }
 
         FolderLayout.ReportOrphanMaskFolders(groundTruth, defects.Select(Path.GetFileName)!, bad);

@@ -87,7 +87,7 @@ public sealed partial class AnomalyDetector
         int steps = (train.Samples.Count + options.BatchSize - 1) / options.BatchSize;
         var losses = new List<double>();
         MetricsReport? validation = null;
-        double? best = null;
+        double? best = null, bestLoss = null;
         string? lastCheckpoint = null;
         for (int epoch = firstEpoch; epoch <= options.Epochs; epoch++)
         {
@@ -131,12 +131,27 @@ public sealed partial class AnomalyDetector
             if (options.Validation is { } validationSource && (last || (options.EvaluateEvery > 0 && epoch % options.EvaluateEvery == 0)))
             {
                 progress?.Report(new TrainingProgress("evaluation", epoch, options.Epochs, 0, 0, epochLoss, optimizer.LearningRate, clock.Elapsed));
-                validation = Evaluate(validationSource, cancellationToken: cancellationToken); // the lock is re-entrant on this thread
-                double pixelAuroc = validation.Mean.TryGetValue(MetricKeys.PixelAuroc, out var v) ? v : double.NaN;
-                logger.LogInformation("Epoch {Epoch}: validation mean pixel AUROC {Auroc:F4}.", epoch, pixelAuroc);
-                if (!double.IsNaN(pixelAuroc) && (best is null || pixelAuroc > best))
+                bool improved;
+                if (validationSource.Samples.Any(s => s.IsAnomalous))
                 {
-                    best = pixelAuroc;
+                    validation = Evaluate(validationSource, cancellationToken: cancellationToken); // the lock is re-entrant on this thread
+                    double pixelAuroc = validation.Mean.TryGetValue(MetricKeys.PixelAuroc, out var v) ? v : double.NaN;
+                    logger.LogInformation("Epoch {Epoch}: validation mean pixel AUROC {Auroc:F4}.", epoch, pixelAuroc);
+                    improved = !double.IsNaN(pixelAuroc) && (best is null || pixelAuroc > best);
+                    best = improved ? pixelAuroc : best;
+                }
+                else
+                {
+                    // Normal validation images only (e.g. held out from training): no AUROC exists; the lowest
+                    // validation reconstruction loss is the best.
+                    double loss = ValidationLoss(validationSource, cancellationToken: cancellationToken);
+                    logger.LogInformation("Epoch {Epoch}: validation loss {Loss:G6} on {Images} normal images.", epoch, loss, validationSource.Samples.Count);
+                    improved = bestLoss is null || loss < bestLoss;
+                    bestLoss = improved ? loss : bestLoss;
+                }
+
+                if (improved)
+                {
                     if (options.CheckpointPath is { } path)
                     {
                         DetectorCheckpoint.Save(this, BestPath(path), optimizer);
@@ -151,7 +166,7 @@ public sealed partial class AnomalyDetector
             }
         }
 
-        return new TrainingResult(EpochsTrained, losses, validation, best, lastCheckpoint, clock.Elapsed);
+        return new TrainingResult(EpochsTrained, losses, validation, best, lastCheckpoint, clock.Elapsed, bestLoss);
     }
 
     /// <summary>The file the best validation checkpoint goes to: <c>name.best.ext</c> beside <paramref name="path"/>.</summary>

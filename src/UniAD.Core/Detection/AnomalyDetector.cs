@@ -148,7 +148,9 @@ public sealed partial class AnomalyDetector : IDisposable
     /// <summary>
     /// Chooses decision thresholds and the score normalisation from <paramref name="images"/> (normal images,
     /// and for <see cref="CalibrationMethod.F1Max"/> also anomalous ones, with masks for a pixel threshold),
-    /// stores them in the detector (and so in its checkpoints) and returns them.
+    /// stores them in the detector (and so in its checkpoints) and returns them. Anomalous images without a mask
+    /// (<see cref="ImageSample.HasPixelLabels"/>) count for the image threshold only. Never calibrate on the test
+    /// split: use held-out normal training images (<see cref="DataSplits.HoldOutNormal"/>) or a validation set.
     /// </summary>
     /// <exception cref="InvalidOperationException">F1-max calibration without both normal and anomalous images.</exception>
     public Calibration Calibrate(IImageSource images, CalibrationOptions? options = null, CancellationToken cancellationToken = default)
@@ -184,8 +186,20 @@ public sealed partial class AnomalyDetector : IDisposable
                 pixelMax = Math.Max(pixelMax, flat.Max());
                 if (batch.Masks is { } m)
                 {
-                    haveMasks |= batch.Samples.Any(s => s.Label != 0);
-                    pixels.Add(maps, m);
+                    // Only images with pixel labels: an anomalous image without a mask never sets a pixel threshold.
+                    var withMask = Enumerable.Range(0, batch.Count).Where(i => batch.HasMask[i]).Select(i => (long)i).ToArray();
+                    haveMasks |= withMask.Any(i => batch.Samples[(int)i].Label != 0);
+                    if (withMask.Length == batch.Count)
+                    {
+                        pixels.Add(maps, m);
+                    }
+                    else if (withMask.Length > 0)
+                    {
+                        using var index = tensor(withMask);
+                        using var someMaps = maps.index_select(0, index);
+                        using var someMasks = m.index_select(0, index);
+                        pixels.Add(someMaps, someMasks);
+                    }
                 }
 
                 for (int i = 0; i < batch.Count; i++)
@@ -244,7 +258,11 @@ public sealed partial class AnomalyDetector : IDisposable
         return calibration;
     }
 
-    /// <summary>Evaluates on a labelled test set: per-class image and pixel metrics and their mean (see <see cref="MetricsReport"/>).</summary>
+    /// <summary>
+    /// Evaluates on a labelled test set: per-class image and pixel metrics and their mean (see <see cref="MetricsReport"/>).
+    /// An anomalous image without a mask (<see cref="ImageSample.HasPixelLabels"/> false) counts for the image
+    /// metrics only; the report's notes say, per class, how many the pixel metrics left out.
+    /// </summary>
     public MetricsReport Evaluate(IImageSource test, MetricsReportOptions? options = null, int batchSize = 8, IProgress<DataProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(test);
@@ -255,13 +273,97 @@ public sealed partial class AnomalyDetector : IDisposable
             using (batch)
             {
                 using var masks = batch.Masks ?? zeros(maps.shape);
-                builder.Add(batch.ClassNames, maps.cpu(), masks.cpu());
+                if (batch.HasMask.All(m => m))
+                {
+                    builder.Add(batch.ClassNames, maps.cpu(), masks.cpu());
+                }
+                else
+                {
+                    // Images without pixel labels add their image scores only.
+                    int height = (int)maps.shape[^2], width = (int)maps.shape[^1];
+                    var mapValues = maps.cpu().contiguous().data<float>().ToArray();
+                    var maskValues = masks.cpu().to(float32).contiguous().data<float>().ToArray();
+                    int size = height * width;
+                    for (int i = 0; i < batch.Count; i++)
+                    {
+                        var map = mapValues.AsSpan(i * size, size);
+                        if (batch.HasMask[i])
+                        {
+                            builder.Add(batch.ClassNames[i], map, maskValues.AsSpan(i * size, size), height, width);
+                        }
+                        else
+                        {
+                            builder.AddWithoutMask(batch.ClassNames[i], map, height, width, batch.Samples[i].IsAnomalous);
+                        }
+                    }
+                }
                 done += batch.Count;
                 progress?.Report(new DataProgress("evaluation", done, test.Samples.Count));
             }
         }
 
         return builder.Build();
+    }
+
+    /// <summary>
+    /// Calibrates on a validation split, never the test split: with normal AND anomalous images, F1-max
+    /// (<see cref="CalibrationMethod.F1Max"/>; the pixel threshold from the images with masks); with normal
+    /// images only, e.g. held-out normal training images (<see cref="DataSplits.HoldOutNormal"/>), the
+    /// <paramref name="falseAlarmRate"/> quantile (<see cref="CalibrationMethod.FalseAlarmRate"/>). The result's
+    /// <see cref="Calibration.Method"/> and <see cref="Calibration.Images"/> say which rule and how many images.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The rate is not in (0, 1).</exception>
+    /// <exception cref="InvalidOperationException">The validation split has no normal image.</exception>
+    public Calibration CalibrateOnValidation(IImageSource validation, double falseAlarmRate = 0.01, int batchSize = 8, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(validation);
+        bool anomalous = validation.Samples.Any(s => s.IsAnomalous), normal = validation.Samples.Any(s => !s.IsAnomalous);
+        if (!normal)
+        {
+            throw new InvalidOperationException($"The validation split '{validation.Name}' has no normal image to calibrate with.");
+        }
+
+        var method = anomalous ? CalibrationMethod.F1Max : CalibrationMethod.FalseAlarmRate;
+        return Calibrate(validation, new CalibrationOptions { Method = method, FalseAlarmRate = falseAlarmRate, BatchSize = batchSize }, cancellationToken);
+    }
+
+    /// <summary>
+    /// The mean reconstruction loss (feature MSE, the training loss, in eval mode: no jitter, no dropout) over
+    /// the normal images of <paramref name="source"/>: the validation measure when there is no anomalous
+    /// validation image (lower is better).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The source has no normal image.</exception>
+    public double ValidationLoss(IImageSource source, int batchSize = 8, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        var normal = new ImageSource(source.Name, source.Samples.Where(s => !s.IsAnomalous));
+        if (normal.Samples.Count == 0)
+        {
+            throw new InvalidOperationException($"'{source.Name}' has no normal image for a validation loss.");
+        }
+
+        var loader = new ImageBatchLoader(normal, new LoaderOptions { BatchSize = batchSize, LoadMasks = false, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
+        double sum = 0;
+        int images = 0;
+        foreach (var batch in loader.Batches(cancellationToken: cancellationToken))
+        {
+            using (batch)
+            {
+                lock (gate)
+                {
+                    ObjectDisposedException.ThrowIf(disposed, this);
+                    using var scope = NewDisposeScope();
+                    using var noGrad = no_grad();
+                    Model.eval();
+                    var features = Model.ExtractFeatures(batch.Images.to(Device));
+                    sum += AnomalyMap.Loss(Model.Reconstruction.Reconstruct(features), features).item<float>() * batch.Count;
+                    images += batch.Count;
+                }
+            }
+        }
+
+        return sum / images;
     }
 
     /// <summary>Writes the detector (weights, configuration, calibration) to one safetensors file, atomically.</summary>

@@ -73,8 +73,9 @@ public sealed record TrainingProgress(string Stage, int Epoch, int Epochs, int S
 /// <summary>The outcome of <see cref="AnomalyDetector.Train"/>.</summary>
 /// <param name="EpochsCompleted">The last completed epoch (counting epochs restored from a checkpoint).</param>
 /// <param name="EpochLosses">Mean training loss of each epoch run in this call.</param>
-/// <param name="Validation">The last validation report (image and pixel metrics), or null.</param>
+/// <param name="Validation">The last validation report (image and pixel metrics), or null (also when the validation images are all normal).</param>
 /// <param name="BestPixelAuroc">Best mean pixel AUROC seen in validation, or null.</param>
 /// <param name="LastCheckpoint">The last checkpoint written, or null.</param>
 /// <param name="Duration">Wall-clock time of this call.</param>
-public sealed record TrainingResult(int EpochsCompleted, IReadOnlyList<double> EpochLosses, Metrics.MetricsReport? Validation, double? BestPixelAuroc, string? LastCheckpoint, TimeSpan Duration);
+/// <param name="BestValidationLoss">Lowest validation reconstruction loss, when the validation images are all normal (the best-checkpoint rule then); else null.</param>
+public sealed record TrainingResult(int EpochsCompleted, IReadOnlyList<double> EpochLosses, Metrics.MetricsReport? Validation, double? BestPixelAuroc, string? LastCheckpoint, TimeSpan Duration, double? BestValidationLoss = null);

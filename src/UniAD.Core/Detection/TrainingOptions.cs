@@ -37,7 +37,13 @@ public sealed record TrainingOptions
     /// <summary>Training augmentation (off by default; turns the feature cache off).</summary>
     public AugmentationOptions Augmentation { get; init; } = AugmentationOptions.None;
 
-    /// <summary>Validation images (with masks for pixel metrics), or null.</summary>
+    /// <summary>
+    /// Validation images, or null; never the test split. With anomalous images (and masks) the best checkpoint
+    /// (<see cref="AnomalyDetector.BestPath"/>) is the one with the highest mean pixel AUROC; with normal images
+    /// only, e.g. held out from the training images with <see cref="DataSplits.HoldOutNormal"/>, there is no
+    /// AUROC and it is the one with the lowest validation reconstruction loss
+    /// (<see cref="AnomalyDetector.ValidationLoss"/>, the feature MSE in eval mode).
+    /// </summary>
     public IImageSource? Validation { get; init; }
 
     /// <summary>Evaluate on <see cref="Validation"/> every this many epochs (and after the last); 0 only after the last.</summary>

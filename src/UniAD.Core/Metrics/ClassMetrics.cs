@@ -9,13 +9,16 @@ namespace UniAD.Core.Metrics;
 /// <param name="Images">Test images of the class.</param>
 /// <param name="AnomalousImages">Images whose mask has an anomalous pixel (or that were labelled anomalous).</param>
 /// <param name="Image">Image-level AUROC, AP and F1-max for each image score.</param>
-/// <param name="Pixel">Pixel-level metrics, or null when only image scores were given.</param>
+/// <param name="Pixel">Pixel-level metrics, or null when only image scores were given or no anomalous image has a mask.</param>
+/// <param name="AnomalousImagesWithoutMask">Anomalous images added without a mask
+/// (<see cref="MetricsReportBuilder.AddWithoutMask"/>): counted by the image metrics, left out of the pixel metrics.</param>
 public sealed record ClassMetrics(
     string Name,
     int Images,
     int AnomalousImages,
     IReadOnlyDictionary<ImageScoreKind, BinaryMetrics> Image,
-    PixelMetrics? Pixel)
+    PixelMetrics? Pixel,
+    int AnomalousImagesWithoutMask = 0)
 {
     /// <summary>Every metric of the row by its <see cref="MetricKeys"/> name, in report order (image scores, then pixels).</summary>
     public IReadOnlyDictionary<string, double> Values

@@ -122,7 +122,8 @@ public sealed class MetricsReport
     }
 
     /// <summary>
-    /// The report as JSON: <c>options</c>, <c>classes</c> (name, image counts, pixel counts, <c>metrics</c> by
+    /// The report as JSON: <c>options</c>, <c>classes</c> (name, image counts including
+    /// <c>anomalous_images_without_mask</c>, pixel counts, <c>metrics</c> by
     /// <see cref="MetricKeys"/> name, F1-max <c>thresholds</c>), <c>mean</c>, <c>reference_keys</c> and
     /// <c>notes</c>. Numbers are written in shortest round-trip form; undefined values are <c>null</c>.
     /// </summary>
@@ -146,6 +147,7 @@ public sealed class MetricsReport
                 w.WriteString("name", c.Name);
                 w.WriteNumber("images", c.Images);
                 w.WriteNumber("anomalous_images", c.AnomalousImages);
+                w.WriteNumber("anomalous_images_without_mask", c.AnomalousImagesWithoutMask);
                 if (c.Pixel is { } p)
                 {
                     w.WriteNumber("normal_pixels", p.NormalPixels);

@@ -10,8 +10,10 @@ namespace UniAD.Core.Metrics;
 /// four scores, and per pixel what <see cref="PixelMetricsAccumulator"/> stores.
 /// </summary>
 /// <remarks>
-/// A class receives either maps or image scores, not both (pixel metrics would not cover all its images). The
-/// class name <c>mean</c> is reserved for the mean row. Not thread-safe.
+/// A class receives either maps or image scores, not both (pixel metrics would not cover all its images). Maps of
+/// anomalous images without a mask go to <see cref="AddWithoutMask"/>: they count for the image metrics only, and
+/// the report says how many anomalous images its pixel metrics left out (or that they are undefined when no
+/// anomalous image has a mask). The class name <c>mean</c> is reserved for the mean row. Not thread-safe.
 /// </remarks>
 public sealed class MetricsReportBuilder
 {
@@ -55,6 +57,52 @@ public sealed class MetricsReportBuilder
         {
             var mask = masks.Slice(start, size);
             data.Add(ImageScoring.Compute(maps.Slice(start, size), height, width, Options.PoolSize), InputChecks.CountAnomalous(mask) > 0);
+        }
+
+        Register(data);
+    }
+
+    /// <summary>
+    /// Adds the map of an image without pixel-level ground truth (an anomalous image without a mask): its image
+    /// scores count for the image metrics with <paramref name="anomalous"/> as label; its pixels count for no
+    /// pixel metric. The report notes, per class, how many anomalous images the pixel metrics left out.
+    /// </summary>
+    /// <param name="className">The image's class.</param>
+    /// <param name="map">Its anomaly map, <paramref name="height"/> x <paramref name="width"/>, finite.</param>
+    /// <param name="height">Rows, at least <see cref="MetricsReportOptions.PoolSize"/>.</param>
+    /// <param name="width">Columns, at least <see cref="MetricsReportOptions.PoolSize"/>.</param>
+    /// <param name="anomalous">Its image-level label.</param>
+    /// <exception cref="ArgumentException">A bad class name, a map that is not one <paramref name="height"/> x <paramref name="width"/> map, a non-finite score, or a map smaller than the pooling window.</exception>
+    /// <exception cref="InvalidOperationException">The class already received image scores without maps.</exception>
+    public void AddWithoutMask(string className, ReadOnlySpan<float> map, int height, int width, bool anomalous)
+    {
+        var data = Find(className, withMaps: true);
+        if (height < Options.PoolSize || width < Options.PoolSize)
+        {
+            throw new ArgumentException($"The map is {height} x {width}, smaller than the {Options.PoolSize} x {Options.PoolSize} pooling window.", nameof(map));
+        }
+
+        if ((long)height * width != map.Length)
+        {
+            throw new ArgumentException($"The map has {map.Length} values, not {height} x {width}.", nameof(map));
+        }
+
+        foreach (var value in map)
+        {
+            if (!float.IsFinite(value))
+            {
+                throw new ArgumentException($"This '{className}' map holds the score {value.ToString(CultureInfo.InvariantCulture)}; scores must be finite.", nameof(map));
+            }
+        }
+
+        data.Add(ImageScoring.Compute(map, height, width, Options.PoolSize), anomalous);
+        if (anomalous)
+        {
+            data.AnomalousWithoutMask++;
+        }
+        else
+        {
+            data.NormalWithoutMask++;
         }
 
         Register(data);
@@ -146,7 +194,24 @@ public sealed class MetricsReportBuilder
                 notes.Add($"{data.Name}: image level: {imageReason}");
             }
 
+            int anomalousImages = data.Labels.Count(l => l);
             var pixel = data.Pixels?.Compute(Options.FprLimit);
+            if (data.AnomalousWithoutMask > 0 && data.AnomalousWithoutMask == anomalousImages)
+            {
+                // No anomalous image has pixel labels: pixel metrics would rest on normal pixels alone.
+                pixel = null;
+                notes.Add($"{data.Name}: pixel metrics undefined: {data.AnomalousWithoutMask} of {anomalousImages} anomalous images have no mask");
+            }
+            else if (data.AnomalousWithoutMask > 0)
+            {
+                notes.Add($"{data.Name}: pixel metrics over {anomalousImages - data.AnomalousWithoutMask} of {anomalousImages} anomalous images: {data.AnomalousWithoutMask} have no mask and are left out of pixel metrics (they count for image metrics)");
+            }
+
+            if (data.NormalWithoutMask > 0)
+            {
+                notes.Add($"{data.Name}: {data.NormalWithoutMask} normal images were added without a mask and are left out of pixel metrics");
+            }
+
             if (pixel is not null)
             {
                 pixel = pixel with { Auroc = Fold(pixel.Auroc, $"{data.Name}: {MetricKeys.PixelAuroc}", notes) };
@@ -156,7 +221,7 @@ public sealed class MetricsReportBuilder
                 }
             }
 
-            rows.Add(new ClassMetrics(data.Name, labels.Length, labels.Count(l => l), image, pixel));
+            rows.Add(new ClassMetrics(data.Name, labels.Length, anomalousImages, image, pixel, data.AnomalousWithoutMask));
         }
 
         return new MetricsReport(Options, rows, notes);
@@ -217,6 +282,10 @@ public sealed class MetricsReportBuilder
         public List<bool> Labels { get; } = [];
 
         public PixelMetricsAccumulator? Pixels { get; set; }
+
+        public int AnomalousWithoutMask { get; set; }
+
+        public int NormalWithoutMask { get; set; }
 
         public void Add(ImageScores scores, bool anomalous)
         {

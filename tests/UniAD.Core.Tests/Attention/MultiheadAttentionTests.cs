@@ -97,6 +97,25 @@ public sealed class MultiheadAttentionTests
     }
 
     [Fact]
+    public void A_float32_mask_gives_float64_queries_the_same_result_as_a_float64_mask()
+    {
+        // The cached neighbor mask is float32; a model converted to float64 must still apply it.
+        const int e = 8, h = 2;
+        using var gen = new Generator(3);
+        using var mha = new MultiheadAttention(e, h, generator: gen);
+        mha.to(float64);
+        using var scope = NewDisposeScope();
+        var x = randn(new long[] { 12, 2, e }, float64, generator: gen);
+        var mask32 = NeighborMask.Create(new GridSize(3, 4), new GridSize(3, 3));
+        Assert.Equal(ScalarType.Float32, mask32.dtype);
+        var with32 = mha.forward(x, x, x, mask32);
+        var with64 = mha.forward(x, x, x, mask32.to(float64));
+        var unmasked = mha.forward(x, x, x, null);
+        Assert.Equal(0.0, (with32 - with64).abs().max().item<double>(), 12);
+        Assert.True((with64 - unmasked).abs().max().item<double>() > 1e-3, "the mask should change the result");
+    }
+
+    [Fact]
     public void Dropout_acts_in_training_only()
     {
         using var mha = new MultiheadAttention(8, 2, dropout: 0.5, generator: new Generator(3));

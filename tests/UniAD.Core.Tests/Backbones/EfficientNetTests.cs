@@ -95,6 +95,51 @@ public sealed class EfficientNetTests
     }
 
     [Fact]
+    public void Padding_mismatches_are_found_on_hand_worked_sizes()
+    {
+        // B4 (nominal 380) at 224: stem 380 / 224 and block 2 (stride 2) 190 / 112 are even both ways, so the
+        // paddings agree up to block 5; block 6 (5 x 5, stride 2) sees 95 (odd: pad 4) against 56 (even: pad 3).
+        // After it every strided convolution sees even sizes again (48 / 28, 24 / 14).
+        var b4 = EfficientNetSpec.Get("b4");
+        Assert.Empty(b4.PaddingMismatches(224, 224, 5));
+        var single = Assert.Single(b4.PaddingMismatches(224, 224, 21));
+        Assert.Equal(new PaddingMismatch(6, 5, 2, 95, 56, 56), single);
+        Assert.Empty(b4.PaddingMismatches(380, 380, 31));
+
+        // B0 (nominal 224) at 256: 128, 64, 32, 16 against 112, 56, 28, 14 at the strided blocks: all even.
+        var b0 = EfficientNetSpec.Get("b0");
+        Assert.Empty(b0.PaddingMismatches(256, 256, b0.Blocks.Count - 1));
+        // 224 x 230: the width reaches block 1 (3 x 3, stride 2) as 115 (odd) against the nominal 112.
+        Assert.Equal(new PaddingMismatch(1, 3, 2, 112, 112, 115), b0.PaddingMismatches(224, 230, 2)[0]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => b0.PaddingMismatches(224, 224, b0.Blocks.Count));
+    }
+
+    [Theory]
+    [InlineData(64, 4, false)] // 64, 32, 16 at the stem and blocks 1, 3: even, like 224, 112, 56
+    [InlineData(72, 5, true)] // block 5 (stride 2) sees 9 against the nominal 14
+    public void Static_and_dynamic_padding_agree_exactly_when_no_convolution_pads_differently(int size, int lastBlock, bool differ)
+    {
+        var spec = EfficientNetSpec.Get("b0");
+        Assert.Equal(differ, spec.PaddingMismatches(size, size, lastBlock).Count > 0);
+        using var nominal = EfficientNetFeatureExtractor.FromBlocks(spec, new[] { lastBlock });
+        using var dynamic = EfficientNetFeatureExtractor.FromBlocks(spec.WithNominalResolution(size), new[] { lastBlock });
+        dynamic.load_state_dict(nominal.state_dict());
+        using var scope = NewDisposeScope();
+        var images = randn(new long[] { 1, 3, size, size }, generator: new TorchSharp.torch.Generator(5));
+        var a = nominal.forward(images)[0];
+        var b = dynamic.forward(images)[0];
+        if (differ)
+        {
+            // An odd size padded as if even loses an output row and column (4 x 4 instead of 5 x 5 here).
+            Assert.True(!a.shape.SequenceEqual(b.shape) || (a - b).abs().max().item<float>() > 1e-3, "the paddings differ but the features agree");
+            return;
+        }
+
+        Assert.Equal(a.shape, b.shape);
+        Assert.Equal(0.0, (a - b).abs().max().item<float>());
+    }
+
+    [Fact]
     public void Full_b0_has_the_known_parameter_count()
     {
         // EfficientNet-B0 with its 1000-class head has 5,288,548 parameters.

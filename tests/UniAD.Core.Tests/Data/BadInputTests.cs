@@ -159,16 +159,48 @@ public sealed class BadInputTests : IDisposable
     [Fact]
     public void Defective_test_image_without_its_mask_is_named()
     {
+        // The defect type has a ground_truth folder, but this image's mask is missing.
         var root = MvtecRoot(("widget", 1));
         var image = TestImages.WritePng(temp.File(root, "widget", "test", "crack", "000.png"), TestImages.Pattern(16, 16));
+        TestImages.WritePng(temp.File(root, "widget", "test", "crack", "001.png"), TestImages.Pattern(16, 16, 1));
+        TestImages.WritePng(temp.File(root, "widget", "ground_truth", "crack", "001_mask.png"), TestImages.Pattern(16, 16, 2));
         TestImages.WritePng(temp.File(root, "widget", "test", "good", "000.png"), TestImages.Pattern(16, 16, 3));
         var error = Assert.Throws<FileNotFoundException>(() => MvtecAd.Open(root, DatasetSplit.Test));
         Assert.Contains(image, error.Message, StringComparison.Ordinal);
         Assert.Contains("000_mask.png", error.Message, StringComparison.Ordinal);
 
         var source = MvtecAd.Open(root, DatasetSplit.Test, new MvtecOptions { OnBadInput = BadInputPolicy.Skip });
-        Assert.Equal("good", Assert.Single(source.Samples).DefectType);
+        Assert.Equal(new[] { "001.png", "000.png" }, source.Samples.Select(s => Path.GetFileName(s.ImagePath)));
         Assert.Equal(image, Assert.Single(source.Skipped).Path);
+
+        // Allowed: the image is kept with its image-level label only.
+        var allowed = MvtecAd.Open(root, DatasetSplit.Test, new MvtecOptions { MissingMasks = MissingMaskPolicy.ImageLevelOnly });
+        Assert.Equal(3, allowed.Samples.Count);
+        var unmasked = Assert.Single(allowed.Samples, s => !s.HasPixelLabels);
+        Assert.Equal(image, unmasked.ImagePath);
+        Assert.Null(unmasked.MaskPath);
+    }
+
+    [Fact]
+    public void Defect_type_without_a_ground_truth_folder_is_named_unless_image_level_labels_are_allowed()
+    {
+        var root = MvtecRoot(("widget", 1));
+        var crack = temp.Folder(root, "widget", "test", "crack");
+        TestImages.WritePng(Path.Combine(crack, "000.png"), TestImages.Pattern(16, 16));
+        TestImages.WritePng(Path.Combine(crack, "001.png"), TestImages.Pattern(16, 16, 1));
+        TestImages.WritePng(temp.File(root, "widget", "test", "good", "000.png"), TestImages.Pattern(16, 16, 3));
+        var error = Assert.Throws<DirectoryNotFoundException>(() => MvtecAd.Open(root, DatasetSplit.Test));
+        Assert.Contains(crack, error.Message, StringComparison.Ordinal);
+        Assert.Contains(Path.Combine(root, "widget", "ground_truth", "crack"), error.Message, StringComparison.Ordinal);
+        Assert.Contains(nameof(MissingMaskPolicy.ImageLevelOnly), error.Message, StringComparison.Ordinal);
+
+        var skipped = MvtecAd.Open(root, DatasetSplit.Test, new MvtecOptions { OnBadInput = BadInputPolicy.Skip });
+        Assert.Equal("good", Assert.Single(skipped.Samples).DefectType);
+        Assert.Equal(crack, Assert.Single(skipped.Skipped).Path);
+
+        var allowed = MvtecAd.Open(root, DatasetSplit.Test, new MvtecOptions { MissingMasks = MissingMaskPolicy.ImageLevelOnly });
+        Assert.Equal(2, allowed.Samples.Count(s => s.IsAnomalous && !s.HasPixelLabels && s.MaskPath is null));
+        Assert.True(Assert.Single(allowed.Samples, s => !s.IsAnomalous).HasPixelLabels);
     }
 
     private string MvtecRoot(params (string Class, int Images)[] classes)

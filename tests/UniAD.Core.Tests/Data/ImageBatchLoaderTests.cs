@@ -52,11 +52,16 @@ public sealed class ImageBatchLoaderTests : IDisposable
             }
 
             // defect_dent/000 has a mask (10 x 5 of 30 x 30, nearest to 24 x 24: 8 x 4 = 32 pixels);
-            // defect_dent/001 has none: the reference's rule makes it all anomalous. Good images: all zeros.
+            // defect_dent/001 has none: no mask is invented (the reference made it all anomalous); its row is
+            // zeros and marked as not ground truth. Good images: all zeros, ground truth.
             var dentMask = batches[1].Masks![3].sum().item<float>();
             Assert.Equal(32f, dentMask);
-            Assert.Equal(24f * 24f, last.Masks[0].sum().item<float>());
+            Assert.True(batches[1].HasMask[3]);
+            Assert.False(last.Samples[0].HasPixelLabels);
+            Assert.False(last.HasMask[0]);
+            Assert.Equal(0f, last.Masks[0].sum().item<float>());
             Assert.Equal(0f, batches[0].Masks!.sum().item<float>());
+            Assert.All(batches[0].HasMask, Assert.True);
         }
         finally
         {

@@ -28,7 +28,21 @@ public sealed class ImageFolderTests : IDisposable
         Assert.Equal(new[] { "bracket" }, source.ClassNames);
         Assert.Equal(new[] { "Defects", "defect_bent" }, source.Samples.Where(s => s.IsAnomalous).Select(s => s.DefectType).Order(StringComparer.Ordinal));
         Assert.Equal(Path.Combine(root, "ground_truth", "defect_bent", "b0_mask.png"), source.Samples.Single(s => s.DefectType == "defect_bent").MaskPath);
-        Assert.Null(source.Samples.Single(s => s.DefectType == "Defects").MaskPath);
+        var unmasked = source.Samples.Single(s => s.DefectType == "Defects");
+        Assert.Null(unmasked.MaskPath);
+        Assert.False(unmasked.HasPixelLabels);
+        Assert.Equal(1, source.Samples.Count(s => !s.HasPixelLabels));
+
+        // No mask is invented for it: its mask row is zeros and marked as not ground truth.
+        var loader = new ImageBatchLoader(new ImageSource("one", new[] { unmasked }), new LoaderOptions { Preprocess = new PreprocessOptions { InputSize = new UniAD.Core.GridSize(12, 12) } });
+        using (var batch = loader.Batches().Single())
+        {
+            Assert.False(Assert.Single(batch.HasMask));
+            Assert.Equal(0f, batch.Masks!.sum().item<float>());
+        }
+
+        var error = Assert.Throws<FileNotFoundException>(() => ImageFolder.Open(root, new ImageFolderOptions { MissingMasks = MissingMaskPolicy.Throw }));
+        Assert.Contains(Path.Combine(root, "Defects", "c0.png"), error.Message, StringComparison.Ordinal);
         Assert.Equal("widget", ImageFolder.Open(root, new ImageFolderOptions { ClassName = "widget" }).ClassNames.Single());
 
         var (train, test) = ImageFolder.SplitNormal(source, 0.6, seed: 4);

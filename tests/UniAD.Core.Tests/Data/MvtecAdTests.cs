@@ -141,6 +141,23 @@ public sealed class MvtecAdTests : IDisposable
     }
 
     [Fact]
+    public void Meta_file_lines_without_a_mask_have_image_level_labels_unless_masks_are_required()
+    {
+        var meta = Path.Combine(temp.Path, "image-level.json");
+        File.WriteAllText(meta, "{\"filename\": \"disc/test/scratch/000.png\", \"label\": 1, \"clsname\": \"disc\"}\n{\"filename\": \"disc/test/good/000.png\", \"label\": 0}\n");
+        var read = MetaFile.Open(meta, root);
+        Assert.Equal(new[] { false, true }, read.Samples.Select(s => s.HasPixelLabels));
+        Assert.Null(read.Samples[0].MaskPath);
+
+        var error = Assert.Throws<InvalidDataException>(() => MetaFile.Open(meta, root, new MetaFileOptions { MissingMasks = MissingMaskPolicy.Throw }));
+        Assert.Contains($"'{meta}' line 1", error.Message, StringComparison.Ordinal);
+        Assert.Contains("maskname", error.Message, StringComparison.Ordinal);
+        var skipped = MetaFile.Open(meta, root, new MetaFileOptions { MissingMasks = MissingMaskPolicy.Throw, OnBadInput = BadInputPolicy.Skip });
+        Assert.True(Assert.Single(skipped.Samples).HasPixelLabels);
+        Assert.Equal($"{meta}:1", Assert.Single(skipped.Skipped).Path);
+    }
+
+    [Fact]
     public void Meta_file_reports_missing_images_and_masks()
     {
         var meta = Path.Combine(temp.Path, "missing.json");

@@ -220,6 +220,101 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
     }
 
     [Fact]
+    public void Images_without_masks_count_for_image_metrics_and_never_for_pixel_metrics()
+    {
+        using var detector = SyntheticData.TinyBuilder().Build();
+        // A copy of the test split in which one defect type of 'stripes' has no ground_truth folder.
+        var root = Path.Combine(data.Root, "unmasked-" + Guid.NewGuid().ToString("N")[..6]);
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(data.Root, "data"), "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(root, Path.GetRelativePath(Path.Combine(data.Root, "data"), file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+
+        var stripes = data.Test.Samples.Where(s => s.ClassName == "stripes" && s.IsAnomalous).ToList();
+        string defect = stripes[0].DefectType;
+        Directory.Delete(Path.Combine(root, "stripes", "ground_truth", defect), recursive: true);
+        var error = Assert.Throws<DirectoryNotFoundException>(() => MvtecAd.Open(root, DatasetSplit.Test));
+        Assert.Contains(Path.Combine(root, "stripes", "test", defect), error.Message, StringComparison.Ordinal);
+
+        var test = MvtecAd.Open(root, DatasetSplit.Test, new MvtecOptions { MissingMasks = MissingMaskPolicy.ImageLevelOnly });
+        int unmasked = test.Samples.Count(s => !s.HasPixelLabels);
+        Assert.Equal(stripes.Count(s => s.DefectType == defect), unmasked);
+        // 'disc' as if no defect had a mask.
+        var noDiscMasks = new ImageSource("no disc masks", test.Samples.Select(s => s.ClassName == "disc" && s.IsAnomalous ? s with { MaskPath = null } : s));
+
+        var full = detector.Evaluate(data.Test);
+        var report = detector.Evaluate(noDiscMasks);
+        var masked = detector.Evaluate(new ImageSource("masked only", data.Test.Samples.Where(s => !(s.ClassName == "stripes" && s.DefectType == defect))));
+        string imageKey = MetricKeys.ImageAuroc(ImageScoreKind.PooledMax);
+        foreach (var name in new[] { "disc", "stripes" })
+        {
+            // Every image counts for the image metrics, with its label.
+            var row = report.Classes.Single(c => c.Name == name);
+            var fullRow = full.Classes.Single(c => c.Name == name);
+            Assert.Equal((fullRow.Images, fullRow.AnomalousImages), (row.Images, row.AnomalousImages));
+            Assert.Equal(fullRow.Values[imageKey], row.Values[imageKey], 12);
+        }
+
+        // stripes: pixel metrics exactly those of the masked images alone.
+        var stripesRow = report.Classes.Single(c => c.Name == "stripes");
+        var maskedRow = masked.Classes.Single(c => c.Name == "stripes");
+        Assert.Equal(unmasked, stripesRow.AnomalousImagesWithoutMask);
+        Assert.Equal(maskedRow.Pixel!.AnomalousPixels, stripesRow.Pixel!.AnomalousPixels);
+        Assert.Equal(maskedRow.Pixel.NormalPixels, stripesRow.Pixel.NormalPixels);
+        Assert.Equal(maskedRow.Values[MetricKeys.PixelAuroc], stripesRow.Values[MetricKeys.PixelAuroc], 12);
+        Assert.NotEqual(full.Classes.Single(c => c.Name == "stripes").Pixel!.AnomalousPixels, stripesRow.Pixel.AnomalousPixels);
+        int stripesAnomalous = stripes.Count;
+        Assert.Contains($"stripes: pixel metrics over {stripesAnomalous - unmasked} of {stripesAnomalous} anomalous images: {unmasked} have no mask and are left out of pixel metrics (they count for image metrics)", report.Notes);
+
+        // disc: no anomalous image has a mask: pixel metrics undefined, and the report says why.
+        var disc = report.Classes.Single(c => c.Name == "disc");
+        Assert.Null(disc.Pixel);
+        Assert.Contains($"disc: pixel metrics undefined: {disc.AnomalousImages} of {disc.AnomalousImages} anomalous images have no mask", report.Notes);
+        Assert.Equal(stripesRow.Values[MetricKeys.PixelAuroc], report.Mean[MetricKeys.PixelAuroc], 12);
+
+        // Calibration: the pixel threshold comes from masked images only; the image threshold sees every image.
+        var calibration = detector.Calibrate(noDiscMasks);
+        var maskedCalibration = detector.Calibrate(new ImageSource("masked", noDiscMasks.Samples.Where(s => s.HasPixelLabels || s.ClassName == "disc")));
+        Assert.Equal(maskedCalibration.PixelThreshold, calibration.PixelThreshold);
+        Assert.Equal(noDiscMasks.Samples.Count, calibration.Images);
+    }
+
+    [Fact]
+    public void Held_out_normal_training_images_select_the_best_checkpoint_and_calibrate()
+    {
+        // What `uniad train` does without --validation: hold out 10 % of each class's normal training images,
+        // select the best checkpoint by their reconstruction loss, calibrate on them by false-alarm rate.
+        var (train, heldOut) = DataSplits.HoldOutNormal(data.Train);
+        Assert.Equal(2, heldOut.Samples.Count); // round(0.1 x 8) = 1 per class
+        using var detector = SyntheticData.TinyBuilder().Build();
+        var checkpoint = Path.Combine(data.Root, "holdout-" + Guid.NewGuid().ToString("N")[..6] + ".safetensors");
+        var result = detector.Train(train, SyntheticData.Quick(3) with { Validation = heldOut, EvaluateEvery = 1, CheckpointPath = checkpoint, CheckpointEvery = 0 });
+        Assert.Null(result.Validation); // no anomalous validation image: no metrics report
+        Assert.Null(result.BestPixelAuroc);
+        Assert.NotNull(result.BestValidationLoss);
+        Assert.True(result.BestValidationLoss <= detector.ValidationLoss(heldOut) + 1e-7);
+        using (var best = AnomalyDetector.Load(AnomalyDetector.BestPath(checkpoint)))
+        {
+            Assert.Equal(result.BestValidationLoss!.Value, best.ValidationLoss(heldOut), 6);
+        }
+
+        var calibration = detector.CalibrateOnValidation(heldOut, falseAlarmRate: 0.01);
+        Assert.Equal(CalibrationMethod.FalseAlarmRate, calibration.Method);
+        Assert.Equal(2, calibration.Images);
+        // R7 quantile at 0.99 of the two held-out scores: lo + 0.99 (hi - lo).
+        var scores = heldOut.Samples.Select(s => detector.Score(s.ImagePath).Score).Order().ToArray();
+        // (Single-image scoring and batched calibration agree to float32 rounding.)
+        double expected = scores[0] + (0.99 * (scores[1] - scores[0]));
+        Assert.True(Math.Abs(calibration.ImageThreshold - expected) <= 1e-5 * Math.Abs(expected), $"threshold {calibration.ImageThreshold} vs {expected}");
+        Assert.True(scores[1] - scores[0] > 1e-3 * Math.Abs(expected), "the two held-out scores should differ");
+        // A validation source with defects calibrates by F1-max.
+        Assert.Equal(CalibrationMethod.F1Max, detector.CalibrateOnValidation(data.Test).Method);
+        Assert.Throws<InvalidOperationException>(() => detector.CalibrateOnValidation(data.Test.Where(s => s.IsAnomalous)));
+    }
+
+    [Fact]
     public void Heat_maps_are_written_as_png()
     {
         using var detector = SyntheticData.TinyBuilder().Build();

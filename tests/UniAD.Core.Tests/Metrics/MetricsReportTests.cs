@@ -40,6 +40,55 @@ public sealed class MetricsReportTests
     }
 
     [Fact]
+    public void Anomalous_images_without_masks_count_for_image_metrics_only_and_the_notes_say_so()
+    {
+        // 4 x 4 maps, pool 2. Normal maps: constant 0.1 and 0.2. Anomalous ones: zeros with a 2 x 2 block of v
+        // at the top left (their masks mark that block).
+        float[] Map(float v, bool block) => Enumerable.Range(0, Side * Side).Select(i => block && i % Side < 2 && i / Side < 2 ? v : (block ? 0f : v)).ToArray();
+        var mask = Map(1f, block: true);
+        var zeros = new float[Side * Side];
+        var builder = new MetricsReportBuilder(Pool2);
+        // Class "part": two normal images, one masked anomalous (block 0.9), two without masks (block 0.8 and a
+        // low 0.05, which the image metrics must see).
+        builder.Add("part", Map(0.1f, false), zeros, Side, Side);
+        builder.Add("part", Map(0.2f, false), zeros, Side, Side);
+        builder.Add("part", Map(0.9f, true), mask, Side, Side);
+        builder.AddWithoutMask("part", Map(0.8f, true), Side, Side, anomalous: true);
+        builder.AddWithoutMask("part", Map(0.05f, true), Side, Side, anomalous: true);
+        // Class "bare": every anomalous image lacks a mask.
+        builder.Add("bare", Map(0.1f, false), zeros, Side, Side);
+        builder.AddWithoutMask("bare", Map(0.9f, true), Side, Side, anomalous: true);
+        builder.AddWithoutMask("bare", Map(0.7f, true), Side, Side, anomalous: true);
+        var report = builder.Build();
+
+        var part = report.Classes[0];
+        Assert.Equal((5, 3, 2), (part.Images, part.AnomalousImages, part.AnomalousImagesWithoutMask));
+        // Pooled max: normal 0.1, 0.2; anomalous 0.9, 0.8, 0.05 -> AUROC (2 + 2 + 0) / 6 = 2/3.
+        Assert.Equal(2.0 / 3, part.Values[MetricKeys.ImageAuroc(ImageScoreKind.PooledMax)], 1e-15);
+        // Pixels: only the two normal maps and the masked anomalous one: 4 anomalous pixels, 2 x 16 + 12 normal.
+        Assert.Equal((4L, 44L), (part.Pixel!.AnomalousPixels, part.Pixel.NormalPixels));
+        Assert.Equal(1.0, part.Values[MetricKeys.PixelAuroc]);
+        Assert.Contains("part: pixel metrics over 1 of 3 anomalous images: 2 have no mask and are left out of pixel metrics (they count for image metrics)", report.Notes);
+
+        var bare = report.Classes[1];
+        Assert.Equal((3, 2, 2), (bare.Images, bare.AnomalousImages, bare.AnomalousImagesWithoutMask));
+        Assert.Equal(1.0, bare.Values[MetricKeys.ImageAuroc(ImageScoreKind.PooledMax)]);
+        Assert.Null(bare.Pixel);
+        Assert.False(bare.Values.ContainsKey(MetricKeys.PixelAuroc));
+        Assert.Contains("bare: pixel metrics undefined: 2 of 2 anomalous images have no mask", report.Notes);
+        Assert.Contains("mean pixel_auroc: over 1 of 2 classes; left out (no value): bare", report.Notes);
+        Assert.Equal(1.0, report.Mean[MetricKeys.PixelAuroc]);
+        Assert.Contains("n/a", report.ToMarkdown(), StringComparison.Ordinal);
+        using var json = JsonDocument.Parse(report.ToJson());
+        Assert.Equal(2, json.RootElement.GetProperty("classes")[1].GetProperty("anomalous_images_without_mask").GetInt32());
+
+        Assert.Throws<ArgumentException>(() => builder.AddWithoutMask("part", new float[3], Side, Side, anomalous: true));
+        Assert.Throws<ArgumentException>(() => builder.AddWithoutMask("part", Map(float.NaN, false), Side, Side, anomalous: true));
+        builder.Add("scores", ImageScoring.Compute(Map(0.1f, false), Side, Side, 2), anomalous: false);
+        Assert.Throws<InvalidOperationException>(() => builder.AddWithoutMask("scores", Map(0.1f, false), Side, Side, anomalous: true));
+    }
+
+    [Fact]
     public void Mean_is_the_average_over_classes()
     {
         var builder = new MetricsReportBuilder(Pool2);
