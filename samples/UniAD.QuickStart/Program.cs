@@ -2,7 +2,10 @@
 // few minutes with no download. It generates a synthetic MVTec-AD-style data set (four classes: two
 // textures, two objects; defects: scratches, spots, missing parts, colour changes), trains ONE model on
 // the normal images of all classes at once, evaluates it per class, writes heat maps, and saves the
-// detector. Run: dotnet run -c Release --project samples/UniAD.QuickStart [-- output-folder]
+// detector. Its backbone is ML.NET's pretrained ImageNet ResNet-18, which NuGet ships (the package
+// Microsoft.ML.DnnImageFeaturizer.ResNet18): real features, no download beyond the restore.
+// Run: dotnet run -c Release --project samples/UniAD.QuickStart [-- [output-folder] [--random-backbone]]
+// --random-backbone trains the same network on a random (untrained) ResNet-18 instead, for comparison.
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -12,7 +15,16 @@ using UniAD.Core.Metrics;
 
 var culture = CultureInfo.InvariantCulture;
 var clock = Stopwatch.StartNew();
-var output = Path.GetFullPath(args.Length > 0 ? args[0] : Path.Combine(Path.GetTempPath(), "uniad-quickstart"));
+bool randomBackbone = args.Contains("--random-backbone");
+var unknown = args.FirstOrDefault(a => a.StartsWith("--", StringComparison.Ordinal) && a != "--random-backbone");
+if (unknown is not null)
+{
+    Console.Error.WriteLine($"unknown option '{unknown}'; usage: UniAD.QuickStart [output-folder] [--random-backbone]");
+    return 2;
+}
+
+var folder = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
+var output = Path.GetFullPath(folder ?? Path.Combine(Path.GetTempPath(), "uniad-quickstart"));
 var dataRoot = Path.Combine(output, "data");
 if (Directory.Exists(dataRoot))
 {
@@ -30,13 +42,13 @@ var (train, heldOut) = DataSplits.HoldOutNormal(MvtecAd.Open(dataRoot, DatasetSp
 var test = MvtecAd.Open(dataRoot, DatasetSplit.Test);
 Console.WriteLine($"Splits: {train.Samples.Count} training images, {heldOut.Samples.Count} held-out normal training images (calibration), {test.Samples.Count} test images (metrics only).");
 
-// A demo network smaller than the paper's, so that it trains in minutes on two CPU cores, on a random
-// ResNet-18 (no pretrained weights can be downloaded here; the builder logs a warning about it): layers
-// 1-3 resized to stride 16 give 8 x 8 tokens of a 128 x 128 image, and a 3 x 3 neighbor mask on that grid
-// plays the part of the paper's 7 x 7 on 14 x 14. The paper's detector is simply
+// A demo network smaller than the paper's, so that it trains in minutes on two CPU cores, on ML.NET's
+// ImageNet ResNet-18 (mlnet-resnet18: the builder finds the package's ONNX file in the output folder):
+// layers 1-3 resized to stride 16 give 8 x 8 tokens of a 128 x 128 image, and a 3 x 3 neighbor mask on
+// that grid plays the part of the paper's 7 x 7 on 14 x 14. The paper's detector is simply
 // `new AnomalyDetectorBuilder().WithBackboneWeights("efficientnet-b4-6ed6700e.pth").Build()`.
 using var detector = new AnomalyDetectorBuilder()
-    .WithBackbone("resnet18", layers: new[] { 1, 2, 3 })
+    .WithBackbone(randomBackbone ? "resnet18" : "mlnet-resnet18", layers: new[] { 1, 2, 3 })
     .WithInputSize(size, size)
     .WithNeckStride(16)
     .WithNeighborMask(3, 3)
@@ -46,16 +58,16 @@ using var detector = new AnomalyDetectorBuilder()
     .WithLogging(NullLoggerFactory.Instance)
     .Build();
 var r = detector.Options.Reconstruction;
-Console.WriteLine($"Demo network (smaller than the paper's): random ResNet-18 layers 1-3 ({r.InputChannels} channels), {size} x {size} input, " +
+Console.WriteLine($"Demo network (smaller than the paper's): {(randomBackbone ? "RANDOM (untrained) ResNet-18" : "ML.NET's pretrained ImageNet ResNet-18")} layers 1-3 ({r.InputChannels} channels), {size} x {size} input, " +
                   $"{r.FeatureSize} tokens, width {r.HiddenDim}, {r.NumEncoderLayers}+{r.NumDecoderLayers} layers, neighbor mask {r.NeighborSize}, jitter {r.FeatureJitter?.Scale}.");
 
-var epochs = 60;
+var epochs = randomBackbone ? 60 : 30;
 var result = detector.Train(
     train,
     new TrainingOptions { Epochs = epochs, BatchSize = 8, Optimizer = new() { LearningRate = 1e-3 }, Seed = seed, CheckpointPath = Path.Combine(output, "checkpoint.safetensors"), CheckpointEvery = 0 },
     new Progress<TrainingProgress>(p =>
     {
-        if (p.Stage == "training" && p.Step == p.Steps && (p.Epoch % 20 == 0 || p.Epoch == 1))
+        if (p.Stage == "training" && p.Step == p.Steps && (p.Epoch % 10 == 0 || p.Epoch == 1))
         {
             Console.WriteLine(string.Create(culture, $"  epoch {p.Epoch,3}/{p.Epochs}: loss {p.Loss:F4}  ({p.Elapsed.TotalSeconds:F0} s)"));
         }
@@ -74,7 +86,7 @@ foreach (var row in report.Classes.Select(c => (c.Name, c.Values)).Append(("mean
 }
 
 double meanImage = report.Mean[imageKey], meanPixel = report.Mean[MetricKeys.PixelAuroc];
-Console.WriteLine(string.Create(culture, $"Test split: mean image AUROC {meanImage:F3}, pixel AUROC {meanPixel:F3} (true values; the demo's goal is at least 0.90 for both: {(meanImage >= 0.9 && meanPixel >= 0.9 ? "met" : "NOT met")})."));
+Console.WriteLine(string.Create(culture, $"Test split: mean image AUROC {meanImage:F3}, pixel AUROC {meanPixel:F3} (true values; the demo's goal is at least 0.97 for both: {(meanImage >= 0.97 && meanPixel >= 0.97 ? "met" : "NOT met")})."));
 File.WriteAllText(Path.Combine(output, "metrics.md"), report.ToMarkdown());
 File.WriteAllText(Path.Combine(output, "metrics.json"), report.ToJson());
 
@@ -101,3 +113,4 @@ Console.WriteLine(string.Create(culture, $"Done in {clock.Elapsed.TotalSeconds:F
 Console.WriteLine();
 Console.WriteLine("Real data: MvtecAd.Open(\"/path/to/mvtec_anomaly_detection\", DatasetSplit.Train) and the paper's network with");
 Console.WriteLine("EfficientNet-PyTorch's efficientnet-b4-6ed6700e.pth (see README.md and docs/weights.md, docs/reproducing-mvtec.md).");
+return 0;
