@@ -160,7 +160,8 @@ internal static class RealBenchmarks
             Console.WriteLine(string.Create(Invariant, $"test-curve (TEST split, up to {CurveImagesPerClass} images per class; for the learning-curve figure only, not for model selection):"));
             Console.WriteLine("| epoch | minutes | image AUROC | pixel AUROC |");
             Console.WriteLine("|---:|---:|---:|---:|");
-            foreach (var (elapsed, epoch, path) in snapshots.Append((result.Duration, result.EpochsCompleted, "")))
+            var finalPoint = snapshots.Count > 0 && snapshots[^1].Epoch == result.EpochsCompleted ? Array.Empty<(TimeSpan, int, string)>() : new[] { (result.Duration, result.EpochsCompleted, "") };
+            foreach (var (elapsed, epoch, path) in snapshots.Concat(finalPoint))
             {
                 using var snapshot = path.Length == 0 ? null : AnomalyDetector.Load(path);
                 var report = (snapshot ?? detector).Evaluate(curveTest);

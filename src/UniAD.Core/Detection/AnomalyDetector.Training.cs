@@ -216,7 +216,7 @@ public sealed partial class AnomalyDetector
             return (resumed, stored);
         }
 
-        double stepSeconds = ProbeStepSeconds(options, train, cache, loader, parameters, cancellationToken);
+        double stepSeconds = ProbeStepSeconds(options, train, cache, loader, parameters, budget / 50, cancellationToken);
         int heldOutBatches = heldOut is null ? 0 : (heldOut.Source.Samples.Count + options.BatchSize - 1) / options.BatchSize;
 
         // A held-out batch is a forward pass only: about a third of a training step.
@@ -230,18 +230,19 @@ public sealed partial class AnomalyDetector
             budget, stepSeconds * 1000, left, epochs, total);
         if (left <= epochSeconds)
         {
-            logger.LogWarning("Time budget {Budget}: only {Left:F0} s are left after the feature cache, less than one epoch ({Epoch:F0} s); training runs one epoch.", budget, left, epochSeconds);
+            logger.LogWarning("Time budget {Budget}: only {Left:F0} s are left after the feature cache and the probe steps, less than one epoch ({Epoch:F0} s); training runs one epoch.", budget, left, epochSeconds);
         }
 
         return (epochs, total);
     }
 
     /// <summary>
-    /// Seconds per training step, measured on the first batches of epoch 1: forward, backward and clipping on
+    /// Seconds per training step, measured on the first batches of epoch 1 (at most <see cref="TrainingOptions.BudgetProbeSteps"/>,
+    /// and no more once 2 steps or more have taken <paramref name="limit"/>): forward, backward and clipping on
     /// the real parameters (gradients are cleared afterwards; nothing is updated and the noise is reseeded at
     /// the start of every epoch, so training is unchanged), plus an AdamW update timed on copies.
     /// </summary>
-    private double ProbeStepSeconds(TrainingOptions options, ImageSource train, FeatureCache? cache, ImageBatchLoader? loader, List<TorchSharp.Modules.Parameter> parameters, CancellationToken cancellationToken)
+    private double ProbeStepSeconds(TrainingOptions options, ImageSource train, FeatureCache? cache, ImageBatchLoader? loader, List<TorchSharp.Modules.Parameter> parameters, TimeSpan limit, CancellationToken cancellationToken)
     {
         var batches = cache is not null
             ? cache.Batches(train, options.BatchSize, shuffle: true, seed: options.Seed, epoch: 1, cancellationToken: cancellationToken).Select(b => (SampleBatch)b)
@@ -265,6 +266,10 @@ public sealed partial class AnomalyDetector
 
             times.Add(watch.Elapsed.TotalSeconds);
             watch.Restart();
+            if (times.Count >= 2 && times.Sum() >= limit.TotalSeconds)
+            {
+                break; // the probe may take 2 % of the budget (and at least 2 steps)
+            }
         }
 
         Model.eval();
@@ -291,11 +296,21 @@ public sealed partial class AnomalyDetector
             loss.backward();
         }
 
-        using var optimizer = new AdamW(copies, options.Optimizer);
-        optimizer.Step(); // allocates the moments
-        var watch = Stopwatch.StartNew();
-        optimizer.Step();
-        return watch.Elapsed.TotalSeconds;
+        try
+        {
+            using var optimizer = new AdamW(copies, options.Optimizer);
+            optimizer.Step(); // allocates the moments
+            var watch = Stopwatch.StartNew();
+            optimizer.Step();
+            return watch.Elapsed.TotalSeconds;
+        }
+        finally
+        {
+            foreach (var (_, copy) in copies)
+            {
+                copy.Dispose();
+            }
+        }
     }
 
     /// <summary>After an epoch: measures the held-out loss when due and says whether early stopping or the time budget ends training.</summary>

@@ -68,7 +68,7 @@ public sealed record TrainingOptions
     /// </summary>
     public TimeSpan? TimeBudget { get; init; }
 
-    /// <summary>Steps timed before planning a <see cref="TimeBudget"/> (default 6; the first is not counted when there are more).</summary>
+    /// <summary>Steps timed before planning a <see cref="TimeBudget"/> (default 6, fewer once they take 2 % of the budget; the first is not counted when there are more).</summary>
     public int BudgetProbeSteps { get; init; } = 6;
 
     /// <summary>

@@ -110,6 +110,28 @@ public sealed class TrainingScheduleTests(SyntheticData data) : IClassFixture<Sy
     }
 
     [Fact]
+    public void Training_stops_at_the_end_of_the_first_epoch_past_the_budget()
+    {
+        // The probe plans two or more epochs into 12 s (a tiny step takes milliseconds); a slow epoch 1 (the
+        // progress handler sleeps past the budget) ends training there although more epochs were planned.
+        var budget = TimeSpan.FromSeconds(12);
+        using var detector = SyntheticData.TinyBuilder().Build();
+        var result = detector.Train(data.Train, SyntheticData.Quick(20) with { Schedule = Cosine, TimeBudget = budget }, new SynchronousProgress<TrainingProgress>(p =>
+        {
+            if (p.Stage == "training" && p.Epoch == 1 && p.Step == p.Steps && p.Elapsed < budget)
+            {
+                Thread.Sleep(budget - p.Elapsed + TimeSpan.FromMilliseconds(100));
+            }
+        }));
+        Assert.True(result.PlannedEpochs >= 2, $"planned {result.PlannedEpochs}");
+        Assert.Equal(TrainingStopReason.TimeBudget, result.StopReason);
+        Assert.Equal(1, result.EpochsCompleted);
+        Assert.Single(result.EpochLosses);
+        Assert.Equal(result.PlannedEpochs * 4L, result.TotalSteps);
+        Assert.True(result.Duration >= budget);
+    }
+
+    [Fact]
     public void A_generous_budget_plans_up_to_the_epoch_cap()
     {
         using var detector = SyntheticData.TinyBuilder().Build();
