@@ -1,9 +1,11 @@
 // UniAD.Core benchmarks: prints timings of the library's hot paths on this machine.
 // Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only GROUP] [options]
-//   groups: reconstruction, backbone, scoring, data, detector, metrics (all of them when --only is absent)
+//   groups: reconstruction, backbone, scoring, data, detector, metrics (all of them when --only is absent), real (only with --only real)
 //   reconstruction, backbone, scoring, data, detector: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
 //   any group: [--keep-freed-memory]   (NativeAllocator.KeepFreedMemory() first: glibc reuses freed pages)
 //   metrics: [--metric-runs N] [--images N] [--size N] [--seed N]          (each run in its own process)
+//   real: [--data-root DIR] [--classes a,b] [--minutes 30] [--backbone mlnet-resnet18] [--recipe cpu|paper] [--weights FILE]
+//         [--curve-points 6] [--seed 133] [--width 256] [--layers 4]   (one model over the real and synthetic classes for a time budget; see RealBenchmarks)
 using System.Diagnostics;
 using System.Globalization;
 using TorchSharp;
@@ -30,7 +32,9 @@ var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
     ["data"] = () => DataBenchmarks.Run(runs, warmup),
     ["detector"] = () => DetectorBenchmarks.Run(runs, warmup),
     ["metrics"] = () => MetricsBenchmarks.Run(ArgValue(args, "--metric-runs", 3), images, size, seed),
+    ["real"] = () => RealBenchmarks.Run(name => ArgText(args, name), (name, fallback) => ArgValue(args, name, fallback)),
 };
+var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real" }; // a training run of many minutes
 var only = ArgText(args, "--only");
 if (only is not null && !groups.ContainsKey(only))
 {
@@ -55,7 +59,7 @@ Console.WriteLine();
 
 foreach (var (name, run) in groups)
 {
-    if (only is null || only == name)
+    if (only == name || (only is null && !onlyOnRequest.Contains(name)))
     {
         Console.WriteLine($"== {name}");
         run();

@@ -11,6 +11,7 @@ using Spectre.Console;
 using UniAD.Core.Data;
 using UniAD.Core.Detection;
 using UniAD.Core.Metrics;
+using UniAD.Core.Training;
 
 var culture = CultureInfo.InvariantCulture;
 using var cancel = new CancellationTokenSource();
@@ -66,6 +67,7 @@ catch (Exception ex) when (ex is IOException or InvalidDataException or Argument
 
 int Train(Options o)
 {
+    var recipe = TrainingRecipe(o); // usage errors first
     var (train, _) = OpenSource(o.Required("data"), DatasetSplit.Train);
     var output = o.Required("out");
     // Validation and calibration never look at the test split: an explicit --validation source (which may hold
@@ -100,11 +102,11 @@ int Train(Options o)
     }
 
     using var detector = builder.Build();
-    var training = new TrainingOptions
+    var training = recipe with
     {
-        Epochs = o.Int("epochs", 1000),
-        BatchSize = o.Int("batch", 64),
-        Optimizer = new() { LearningRate = o.Double("lr", 1e-4) },
+        Epochs = o.Int("epochs", recipe.Epochs),
+        BatchSize = o.Int("batch", recipe.BatchSize),
+        Optimizer = recipe.Optimizer with { LearningRate = o.Double("lr", recipe.Optimizer.LearningRate) },
         Seed = o.Int("seed", 133),
         FeatureCacheDirectory = o.Get("cache-dir"),
         Validation = validation,
@@ -113,7 +115,7 @@ int Train(Options o)
         CheckpointEvery = o.Int("checkpoint-every", 10),
         ResumeFrom = o.Get("resume"),
     };
-    AnsiConsole.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {training.Epochs} epochs, batch {training.BatchSize}; validation: {validationLabel}.");
+    AnsiConsole.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {(training.TimeBudget is { } budget ? $"a budget of {budget} (at most {training.Epochs} epochs)" : $"{training.Epochs} epochs")}, batch {training.BatchSize}, {training.Schedule}; validation: {validationLabel}.");
     TrainingResult? result = null;
     AnsiConsole.Progress()
         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -130,13 +132,14 @@ int Train(Options o)
                 else
                 {
                     features.Value = features.MaxValue;
+                    epochs.MaxValue = p.Epochs; // the planned epochs with a time budget
                     epochs.Value = p.Epoch - 1 + (p.Steps == 0 ? 1 : (double)p.Step / p.Steps);
                     epochs.Description = string.Create(culture, $"epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F4}");
                 }
             });
             result = detector.Train(train, training, progress, cancel.Token);
         });
-    AnsiConsole.MarkupLineInterpolated($"Trained {result!.EpochsCompleted} epochs in {result.Duration.TotalMinutes:F1} min; model written to [bold]{output}[/].");
+    AnsiConsole.MarkupLineInterpolated($"Trained {result!.EpochsCompleted} epochs ({result.TotalSteps} scheduled steps) in {result.Duration.TotalMinutes:F1} min, stopped by {result.StopReason}; model written to [bold]{output}[/].");
     if (result.Validation is { } report)
     {
         AnsiConsole.MarkupLineInterpolated($"Validation metrics ({validationLabel}):");
@@ -159,6 +162,45 @@ int Train(Options o)
     var rule = calibration.Method == CalibrationMethod.F1Max ? "F1-max" : string.Create(culture, $"false-alarm rate {rate * 100:G3}%");
     AnsiConsole.MarkupLineInterpolated($"calibration: {rule} on {validationLabel}: image threshold {calibration.ImageThreshold.ToString("G6", culture)}, pixel threshold {calibration.PixelThreshold?.ToString("G6", culture) ?? "none"}; saved to [bold]{output}[/].");
     return 0;
+}
+
+// --budget selects TrainingPreset.CpuBudget (batch 8, warm-up + cosine over the budget), otherwise the
+// reference recipe; --schedule and --warmup replace the schedule.
+static TrainingOptions TrainingRecipe(Options o)
+{
+    TimeSpan? budget = null;
+    if (o.Get("budget") is { } text)
+    {
+        try
+        {
+            budget = TrainingPreset.ParseBudget(text);
+        }
+        catch (FormatException ex)
+        {
+            throw new UsageException($"--budget: {ex.Message}");
+        }
+    }
+
+    var recipe = budget is { } b ? TrainingPreset.CpuBudget(b) : TrainingPreset.Paper();
+    double? warmup = o.Get("warmup") is null ? null : o.Double("warmup", 0);
+    LearningRateSchedule schedule = (o.Get("schedule") ?? (budget is null ? "step" : "cosine")) switch
+    {
+        "step" when warmup is null => recipe.Schedule is StepLRSchedule ? recipe.Schedule : new StepLRSchedule(),
+        "step" => throw new UsageException("--warmup needs --schedule cosine or onecycle"),
+        "cosine" => (recipe.Schedule as WarmupCosineSchedule ?? new WarmupCosineSchedule()) with { WarmupFraction = warmup ?? TrainingPreset.CpuWarmupFraction },
+        "onecycle" => warmup is { } w ? new OneCycleSchedule { PeakFraction = w } : new OneCycleSchedule(),
+        var other => throw new UsageException($"--schedule needs step, cosine or onecycle, got '{other}'"),
+    };
+    try
+    {
+        schedule.Validate();
+    }
+    catch (ArgumentException ex)
+    {
+        throw new UsageException($"--warmup: {ex.Message}");
+    }
+
+    return recipe with { Schedule = schedule };
 }
 
 int Evaluate(Options o)
@@ -319,6 +361,7 @@ static void Usage()
                           [--epochs 1000] [--batch 64] [--lr 1e-4] [--input 224] [--stride 16] [--device cpu|cuda]
                           [--validation SOURCE | --holdout 0.1] [--rate 0.01] [--evaluate-every 10]
                           [--checkpoint-every 10] [--resume MODEL] [--cache-dir DIR] [--score max|mean] [--seed 133]
+                          [--budget 30m] [--schedule step|cosine|onecycle] [--warmup 0.05]
                           Validation (best checkpoint) and calibration use --validation SOURCE (F1-max when it has
                           defects) or else the held-out normal training images (false-alarm rate --rate); never the test split.
           uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
@@ -329,6 +372,10 @@ static void Usage()
         SOURCE: mvtec:ROOT[:bottle,cable,...]   meta:FILE@IMAGE_ROOT   cifar10:ROOT[:0,1,2,3,4]   folder:ROOT
                 [--missing-masks error|image-level]: an MVTec defect type without ground_truth is an error (default)
                 or counts for image metrics only; folder and meta sources always accept image-level labels.
+        --budget: wall-clock time for training (90s, 30m, 1h30m, or whole minutes: 45); selects the CPU recipe
+          (batch 8, lr 1e-3, warm-up + cosine over the steps planned for the budget; --epochs caps it).
+        --schedule: step (reference StepLR; default without --budget), cosine (linear warm-up + cosine), onecycle.
+        --warmup: cosine's warm-up fraction of the steps (default 0.05), or onecycle's rise fraction (default 0.3).
         Exit codes: 0 success, 1 failure, 2 usage error, 130 cancelled (Ctrl+C).
         """);
 }

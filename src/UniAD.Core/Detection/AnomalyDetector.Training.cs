@@ -46,10 +46,12 @@ public sealed partial class AnomalyDetector
         var clock = Stopwatch.StartNew();
         var reconstruction = Model.Reconstruction;
         using var optimizer = new AdamW(reconstruction.named_parameters(), options.Optimizer);
+        ScheduleTotalSteps = null;
         int firstEpoch = 1;
         if (options.ResumeFrom is { } resume)
         {
             firstEpoch = DetectorCheckpoint.Resume(this, resume, optimizer) + 1;
+            EpochsTrained = firstEpoch - 1; // also when no epoch is left to train
             logger.LogInformation("Resuming from {Checkpoint} at epoch {Epoch}.", resume, firstEpoch);
         }
 
@@ -57,15 +59,7 @@ public sealed partial class AnomalyDetector
         FeatureCache? cache = null;
         if (useCache)
         {
-            cache = new FeatureCache(
-                images =>
-                {
-                    using var scope = NewDisposeScope();
-                    return Model.ExtractFeatures(images.to(Device)).cpu().MoveToOuterDisposeScope();
-                },
-                BackboneFingerprint(),
-                new FeatureCacheOptions { Directory = options.FeatureCacheDirectory, Preprocess = Preprocess, OnBadInput = options.OnBadInput },
-                loggerFactory.CreateLogger<FeatureCache>());
+            cache = NewFeatureCache(options);
             var report = cache.Populate(
                 train,
                 progress is null ? null : new Progress<DataProgress>(p => progress.Report(new TrainingProgress("features", 0, options.Epochs, p.Completed, p.Total, double.NaN, optimizer.LearningRate, clock.Elapsed))),
@@ -85,13 +79,17 @@ public sealed partial class AnomalyDetector
 
         var parameters = optimizer.Parameters.ToList();
         int steps = (train.Samples.Count + options.BatchSize - 1) / options.BatchSize;
+        var heldOut = options.HeldOutNormal is { } heldOutSource ? HeldOutSet.Prepare(this, heldOutSource, options, cancellationToken) : null;
+        // Validation images that are all normal are scored by their reconstruction loss: cache their features once.
+        var normalValidation = options.Validation is { } vs && !vs.Samples.Any(s => s.IsAnomalous) ? HeldOutSet.Prepare(this, vs, options, cancellationToken) : null;
+        var plan = PlanSchedule(options, train, cache, loader, parameters, steps, heldOut, clock, cancellationToken);
+        TrainingStopReason? stop = null;
         var losses = new List<double>();
         MetricsReport? validation = null;
         double? best = null, bestLoss = null;
         string? lastCheckpoint = null;
-        for (int epoch = firstEpoch; epoch <= options.Epochs; epoch++)
+        for (int epoch = firstEpoch; epoch <= plan.Epochs; epoch++)
         {
-            optimizer.LearningRate = options.Schedule.LearningRateAt(options.Optimizer.LearningRate, epoch - 1);
             reconstruction.ReseedNoise(EpochSeed(options.Seed, epoch));
             Model.train();
             double sum = 0;
@@ -106,6 +104,7 @@ public sealed partial class AnomalyDetector
                     cancellationToken.ThrowIfCancellationRequested();
                     using var scope = NewDisposeScope();
                     var features = batch is FeatureBatch fb ? fb.Features.to(Device) : Model.ExtractFeatures(((ImageBatch)batch).Images.to(Device));
+                    optimizer.LearningRate = options.Schedule.LearningRateAt(options.Optimizer.LearningRate, ((long)(epoch - 1) * steps) + step, plan.TotalSteps, steps);
                     optimizer.ZeroGrad();
                     var loss = AnomalyMap.Loss(reconstruction.Reconstruct(features), features);
                     loss.backward();
@@ -117,7 +116,7 @@ public sealed partial class AnomalyDetector
                     optimizer.Step();
                     sum += loss.item<float>();
                     step++;
-                    progress?.Report(new TrainingProgress("training", epoch, options.Epochs, step, steps, sum / step, optimizer.LearningRate, clock.Elapsed));
+                    progress?.Report(new TrainingProgress("training", epoch, plan.Epochs, step, steps, sum / step, optimizer.LearningRate, clock.Elapsed));
                 }
             }
 
@@ -125,12 +124,13 @@ public sealed partial class AnomalyDetector
             EpochsTrained = epoch;
             double epochLoss = step == 0 ? double.NaN : sum / step;
             losses.Add(epochLoss);
-            logger.LogDebug("Epoch {Epoch}/{Epochs}: loss {Loss:G6}, lr {Lr:G3}.", epoch, options.Epochs, epochLoss, optimizer.LearningRate);
+            logger.LogDebug("Epoch {Epoch}/{Epochs}: loss {Loss:G6}, lr {Lr:G3}.", epoch, plan.Epochs, epochLoss, optimizer.LearningRate);
+            stop = StopAfterEpoch(epoch, plan.Epochs, options, heldOut, clock, progress, optimizer.LearningRate, cancellationToken);
 
-            bool last = epoch == options.Epochs;
+            bool last = epoch == plan.Epochs || stop is not null;
             if (options.Validation is { } validationSource && (last || (options.EvaluateEvery > 0 && epoch % options.EvaluateEvery == 0)))
             {
-                progress?.Report(new TrainingProgress("evaluation", epoch, options.Epochs, 0, 0, epochLoss, optimizer.LearningRate, clock.Elapsed));
+                progress?.Report(new TrainingProgress("evaluation", epoch, plan.Epochs, 0, 0, epochLoss, optimizer.LearningRate, clock.Elapsed));
                 bool improved;
                 if (validationSource.Samples.Any(s => s.IsAnomalous))
                 {
@@ -144,7 +144,7 @@ public sealed partial class AnomalyDetector
                 {
                     // Normal validation images only (e.g. held out from training): no AUROC exists; the lowest
                     // validation reconstruction loss is the best.
-                    double loss = ValidationLoss(validationSource, cancellationToken: cancellationToken);
+                    double loss = normalValidation!.Measure(this, options.BatchSize, epoch, clock.Elapsed, cancellationToken);
                     logger.LogInformation("Epoch {Epoch}: validation loss {Loss:G6} on {Images} normal images.", epoch, loss, validationSource.Samples.Count);
                     improved = bestLoss is null || loss < bestLoss;
                     bestLoss = improved ? loss : bestLoss;
@@ -164,9 +164,21 @@ public sealed partial class AnomalyDetector
                 DetectorCheckpoint.Save(this, checkpoint, optimizer);
                 lastCheckpoint = checkpoint;
             }
+
+            if (stop is not null)
+            {
+                break;
+            }
         }
 
-        return new TrainingResult(EpochsTrained, losses, validation, best, lastCheckpoint, clock.Elapsed, bestLoss);
+        return new TrainingResult(EpochsTrained, losses, validation, best, lastCheckpoint, clock.Elapsed, bestLoss)
+        {
+            StopReason = stop ?? (plan.Epochs < options.Epochs ? TrainingStopReason.TimeBudget : TrainingStopReason.EpochsDone),
+            TotalSteps = plan.TotalSteps,
+            PlannedEpochs = plan.Epochs,
+            HeldOutLosses = heldOut?.Losses ?? (IReadOnlyList<HeldOutLoss>)Array.Empty<HeldOutLoss>(),
+            BestHeldOutEpoch = heldOut?.BestEpoch,
+        };
     }
 
     /// <summary>The file the best validation checkpoint goes to: <c>name.best.ext</c> beside <paramref name="path"/>.</summary>
@@ -187,5 +199,215 @@ public sealed partial class AnomalyDetector
 
         var weights = Convert.ToHexString(hash.GetHashAndReset())[..16];
         return $"{Options.Backbone}|{string.Join(',', Options.BackboneLayers)}|stride{Options.NeckStride}|{Options.InputSize}|{weights}";
+    }
+
+    /// <summary>The schedule's total for a time budget read from the resumed checkpoint or planned in this call (stored in checkpoints), or null.</summary>
+    internal long? ScheduleTotalSteps { get; set; }
+
+    private FeatureCache NewFeatureCache(TrainingOptions options) => new(
+        images =>
+        {
+            using var scope = NewDisposeScope();
+            return Model.ExtractFeatures(images.to(Device)).cpu().MoveToOuterDisposeScope();
+        },
+        BackboneFingerprint(),
+        new FeatureCacheOptions { Directory = options.FeatureCacheDirectory, Preprocess = Preprocess, OnBadInput = options.OnBadInput },
+        loggerFactory.CreateLogger<FeatureCache>());
+
+    /// <summary>
+    /// The epochs to run and the schedule's total steps: from the options, or for a time budget the total
+    /// stored in the resumed checkpoint, or planned from probe steps and the time left (whole epochs).
+    /// </summary>
+    private (int Epochs, long TotalSteps) PlanSchedule(TrainingOptions options, ImageSource train, FeatureCache? cache, ImageBatchLoader? loader, List<TorchSharp.Modules.Parameter> parameters, int steps, HeldOutSet? heldOut, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        if (options.TimeBudget is not { } budget)
+        {
+            ScheduleTotalSteps = null;
+            return (options.Epochs, (long)options.Epochs * steps);
+        }
+
+        if (ScheduleTotalSteps is { } stored && stored > 0)
+        {
+            int resumed = (int)Math.Clamp((stored + steps - 1) / steps, 1, options.Epochs);
+            logger.LogInformation("Time budget {Budget}: reusing the checkpoint's plan of {Total} steps ({Epochs} epochs).", budget, stored, resumed);
+            return (resumed, stored);
+        }
+
+        double stepSeconds = ProbeStepSeconds(options, train, cache, loader, parameters, budget / 50, cancellationToken);
+        int heldOutBatches = heldOut is null ? 0 : (heldOut.Source.Samples.Count + options.BatchSize - 1) / options.BatchSize;
+
+        // A held-out batch is a forward pass only: about a third of a training step.
+        double epochSeconds = stepSeconds * (steps + (heldOutBatches / 3.0 / options.HeldOutEvery));
+        double left = (budget - clock.Elapsed).TotalSeconds;
+        int epochs = (int)Math.Clamp(Math.Floor(left / epochSeconds), 1, options.Epochs);
+        long total = (long)epochs * steps;
+        ScheduleTotalSteps = total;
+        logger.LogInformation(
+            "Time budget {Budget}: {StepMs:F1} ms per step measured, {Left:F0} s left, planned {Epochs} epochs = {Total} steps (fixed for the schedule and stored in checkpoints).",
+            budget, stepSeconds * 1000, left, epochs, total);
+        if (left <= epochSeconds)
+        {
+            logger.LogWarning("Time budget {Budget}: only {Left:F0} s are left after the feature cache and the probe steps, less than one epoch ({Epoch:F0} s); training runs one epoch.", budget, left, epochSeconds);
+        }
+
+        return (epochs, total);
+    }
+
+    /// <summary>
+    /// Seconds per training step, measured on the first batches of epoch 1 (at most <see cref="TrainingOptions.BudgetProbeSteps"/>,
+    /// and no more once 2 steps or more have taken <paramref name="limit"/>): forward, backward and clipping on
+    /// the real parameters (gradients are cleared afterwards; nothing is updated and the noise is reseeded at
+    /// the start of every epoch, so training is unchanged), plus an AdamW update timed on copies.
+    /// </summary>
+    private double ProbeStepSeconds(TrainingOptions options, ImageSource train, FeatureCache? cache, ImageBatchLoader? loader, List<TorchSharp.Modules.Parameter> parameters, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        var batches = cache is not null
+            ? cache.Batches(train, options.BatchSize, shuffle: true, seed: options.Seed, epoch: 1, cancellationToken: cancellationToken).Select(b => (SampleBatch)b)
+            : loader!.Batches(1, cancellationToken: cancellationToken);
+        Model.train();
+        var watch = Stopwatch.StartNew();
+        var times = new List<double>();
+        foreach (var batch in batches.Take(options.BudgetProbeSteps))
+        {
+            using (batch)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                var features = batch is FeatureBatch fb ? fb.Features.to(Device) : Model.ExtractFeatures(((ImageBatch)batch).Images.to(Device));
+                AnomalyMap.Loss(Model.Reconstruction.Reconstruct(features), features).backward();
+                if (options.ClipGradNorm > 0)
+                {
+                    TorchSharp.torch.nn.utils.clip_grad_norm_(parameters, options.ClipGradNorm);
+                }
+            }
+
+            times.Add(watch.Elapsed.TotalSeconds);
+            watch.Restart();
+            if (times.Count >= 2 && times.Sum() >= limit.TotalSeconds)
+            {
+                break; // the probe may take 2 % of the budget (and at least 2 steps)
+            }
+        }
+
+        Model.eval();
+        double update = TimeOptimizerUpdate(options, parameters);
+        foreach (var p in parameters)
+        {
+            p.grad?.zero_();
+        }
+
+        if (times.Count == 0)
+        {
+            return update;
+        }
+
+        return (times.Count > 1 ? times.Skip(1).Average() : times[0]) + update;
+    }
+
+    private static double TimeOptimizerUpdate(TrainingOptions options, List<TorchSharp.Modules.Parameter> parameters)
+    {
+        using var scope = NewDisposeScope();
+        var copies = parameters.Select((p, i) => ($"p{i}", new TorchSharp.Modules.Parameter(p.detach().clone(), requires_grad: true))).ToList();
+        using (var loss = copies.Select(c => c.Item2.square().sum()).Aggregate((a, b) => a + b))
+        {
+            loss.backward();
+        }
+
+        try
+        {
+            using var optimizer = new AdamW(copies, options.Optimizer);
+            optimizer.Step(); // allocates the moments
+            var watch = Stopwatch.StartNew();
+            optimizer.Step();
+            return watch.Elapsed.TotalSeconds;
+        }
+        finally
+        {
+            foreach (var (_, copy) in copies)
+            {
+                copy.Dispose();
+            }
+        }
+    }
+
+    /// <summary>After an epoch: measures the held-out loss when due and says whether early stopping or the time budget ends training.</summary>
+    private TrainingStopReason? StopAfterEpoch(int epoch, int plannedEpochs, TrainingOptions options, HeldOutSet? heldOut, Stopwatch clock, IProgress<TrainingProgress>? progress, double learningRate, CancellationToken cancellationToken)
+    {
+        if (heldOut is not null && (epoch % options.HeldOutEvery == 0 || epoch == plannedEpochs))
+        {
+            double loss = heldOut.Measure(this, options.BatchSize, epoch, clock.Elapsed, cancellationToken);
+            progress?.Report(new TrainingProgress("held-out", epoch, plannedEpochs, 0, 0, loss, learningRate, clock.Elapsed));
+            logger.LogInformation("Epoch {Epoch}: held-out loss {Loss:G6} (best {Best:G6} at epoch {BestEpoch}).", epoch, loss, heldOut.BestLoss, heldOut.BestEpoch);
+            if (options.EarlyStopping is { } early && heldOut.EvaluationsSinceBest >= early.Patience && epoch < plannedEpochs)
+            {
+                logger.LogInformation("Early stopping after epoch {Epoch}: no held-out improvement for {Patience} evaluations.", epoch, early.Patience);
+                return TrainingStopReason.EarlyStopping;
+            }
+        }
+
+        if (options.TimeBudget is { } budget && clock.Elapsed >= budget && epoch < plannedEpochs)
+        {
+            logger.LogInformation("Time budget {Budget} passed after epoch {Epoch} of {Planned} planned.", budget, epoch, plannedEpochs);
+            return TrainingStopReason.TimeBudget;
+        }
+
+        return null;
+    }
+
+    /// <summary>The held-out normal images, their cached features and the losses measured on them.</summary>
+    private sealed class HeldOutSet
+    {
+        private readonly FeatureCache cache;
+        private readonly double minDelta;
+        private readonly List<HeldOutLoss> losses = new();
+
+        private HeldOutSet(ImageSource source, FeatureCache cache, double minDelta)
+        {
+            Source = source;
+            this.cache = cache;
+            this.minDelta = minDelta;
+        }
+
+        public ImageSource Source { get; }
+
+        public IReadOnlyList<HeldOutLoss> Losses => losses;
+
+        public double? BestLoss { get; private set; }
+
+        public int? BestEpoch { get; private set; }
+
+        public int EvaluationsSinceBest { get; private set; }
+
+        public static HeldOutSet Prepare(AnomalyDetector detector, IImageSource source, TrainingOptions options, CancellationToken cancellationToken)
+        {
+            var normal = new ImageSource(source.Name, source.Samples.Where(s => s.Label == 0));
+            if (normal.Samples.Count == 0)
+            {
+                throw new InvalidOperationException($"The held-out source '{source.Name}' has no normal (label 0) image.");
+            }
+
+            var cache = detector.NewFeatureCache(options);
+            cache.Populate(normal, cancellationToken: cancellationToken);
+            return new HeldOutSet(normal, cache, options.EarlyStopping?.MinDelta ?? 0);
+        }
+
+        /// <summary>Mean reconstruction loss over the images, in evaluation mode and without gradients.</summary>
+        public double Measure(AnomalyDetector detector, int batchSize, int epoch, TimeSpan elapsed, CancellationToken cancellationToken)
+        {
+            double loss = detector.MeanReconstructionLoss(cache.Batches(Source, batchSize, cancellationToken: cancellationToken), b => b.Features.to(detector.Device));
+            losses.Add(new HeldOutLoss(epoch, loss, elapsed));
+            if (BestLoss is null || loss < BestLoss.Value - minDelta)
+            {
+                BestLoss = loss;
+                BestEpoch = epoch;
+                EvaluationsSinceBest = 0;
+            }
+            else
+            {
+                EvaluationsSinceBest++;
+            }
+
+            return loss;
+        }
     }
 }

@@ -344,26 +344,37 @@ public sealed partial class AnomalyDetector : IDisposable
         }
 
         var loader = new ImageBatchLoader(normal, new LoaderOptions { BatchSize = batchSize, LoadMasks = false, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            return MeanReconstructionLoss(loader.Batches(cancellationToken: cancellationToken), b => Model.ExtractFeatures(b.Images.to(Device)));
+        }
+    }
+
+    /// <summary>
+    /// The training loss (feature MSE) averaged over the images of <paramref name="batches"/>, in evaluation mode and
+    /// without gradients; <paramref name="features"/> gives a batch's backbone features on the detector's device.
+    /// </summary>
+    private double MeanReconstructionLoss<TBatch>(IEnumerable<TBatch> batches, Func<TBatch, Tensor> features)
+        where TBatch : IDisposable
+    {
+        Model.eval();
         double sum = 0;
-        int images = 0;
-        foreach (var batch in loader.Batches(cancellationToken: cancellationToken))
+        long images = 0;
+        foreach (var batch in batches)
         {
             using (batch)
             {
-                lock (gate)
-                {
-                    ObjectDisposedException.ThrowIf(disposed, this);
-                    using var scope = NewDisposeScope();
-                    using var noGrad = no_grad();
-                    Model.eval();
-                    var features = Model.ExtractFeatures(batch.Images.to(Device));
-                    sum += AnomalyMap.Loss(Model.Reconstruction.Reconstruct(features), features).item<float>() * batch.Count;
-                    images += batch.Count;
-                }
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                var f = features(batch);
+                long n = f.shape[0];
+                sum += AnomalyMap.Loss(Model.Reconstruction.Reconstruct(f), f).item<float>() * (double)n;
+                images += n;
             }
         }
 
-        return sum / images;
+        return images == 0 ? double.NaN : sum / images;
     }
 
     /// <summary>Writes the detector (weights, configuration, calibration) to one safetensors file, atomically.</summary>

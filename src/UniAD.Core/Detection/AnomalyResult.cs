@@ -78,4 +78,20 @@ public sealed record TrainingProgress(string Stage, int Epoch, int Epochs, int S
 /// <param name="LastCheckpoint">The last checkpoint written, or null.</param>
 /// <param name="Duration">Wall-clock time of this call.</param>
 /// <param name="BestValidationLoss">Lowest validation reconstruction loss, when the validation images are all normal (the best-checkpoint rule then); else null.</param>
-public sealed record TrainingResult(int EpochsCompleted, IReadOnlyList<double> EpochLosses, Metrics.MetricsReport? Validation, double? BestPixelAuroc, string? LastCheckpoint, TimeSpan Duration, double? BestValidationLoss = null);
+public sealed record TrainingResult(int EpochsCompleted, IReadOnlyList<double> EpochLosses, Metrics.MetricsReport? Validation, double? BestPixelAuroc, string? LastCheckpoint, TimeSpan Duration, double? BestValidationLoss = null)
+{
+    /// <summary>Why training stopped.</summary>
+    public TrainingStopReason StopReason { get; init; }
+
+    /// <summary>The total number of steps the learning-rate schedule ran over (epochs x steps per epoch, or the total planned for the time budget).</summary>
+    public long TotalSteps { get; init; }
+
+    /// <summary>The epochs training planned to run: <see cref="TrainingOptions.Epochs"/>, or fewer as planned for the time budget.</summary>
+    public int PlannedEpochs { get; init; }
+
+    /// <summary>The held-out losses measured in this call (empty without <see cref="TrainingOptions.HeldOutNormal"/>).</summary>
+    public IReadOnlyList<HeldOutLoss> HeldOutLosses { get; init; } = Array.Empty<HeldOutLoss>();
+
+    /// <summary>The epoch with the lowest held-out loss in this call, or null.</summary>
+    public int? BestHeldOutEpoch { get; init; }
+}

@@ -41,7 +41,11 @@ public static class DetectorCheckpoint
     /// <param name="Epoch">Epochs trained.</param>
     /// <param name="LearningRate">Learning rate at the time of writing (for resuming).</param>
     /// <param name="HasOptimizerState">Whether the file holds the optimizer state.</param>
-    public sealed record Info(string Format, int Version, string Library, DetectorOptions Options, Calibration? Calibration, int Epoch, double LearningRate, bool HasOptimizerState);
+    public sealed record Info(string Format, int Version, string Library, DetectorOptions Options, Calibration? Calibration, int Epoch, double LearningRate, bool HasOptimizerState)
+    {
+        /// <summary>The learning-rate schedule's total steps planned for a time budget (reused on resume), or null.</summary>
+        public long? ScheduleTotalSteps { get; init; }
+    }
 
     /// <summary>Reads only the description of a checkpoint.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
@@ -50,7 +54,10 @@ public static class DetectorCheckpoint
 
     internal static void Save(AnomalyDetector detector, string path, AdamW? optimizer)
     {
-        var info = new Info(Format, Version, LibraryVersion(), detector.Options, detector.Calibration, detector.EpochsTrained, optimizer?.LearningRate ?? 0, optimizer is not null);
+        var info = new Info(Format, Version, LibraryVersion(), detector.Options, detector.Calibration, detector.EpochsTrained, optimizer?.LearningRate ?? 0, optimizer is not null)
+        {
+            ScheduleTotalSteps = optimizer is null ? null : detector.ScheduleTotalSteps,
+        };
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (key, value) in detector.Model.state_dict())
         {
@@ -117,6 +124,7 @@ public static class DetectorCheckpoint
 
             LoadModel(detector, tensors, path);
             optimizer.LoadState(tensors.Where(kv => kv.Key.StartsWith(OptimizerPrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[OptimizerPrefix.Length..], kv => kv.Value));
+            detector.ScheduleTotalSteps = info.ScheduleTotalSteps;
             return info.Epoch;
         }
     }

@@ -166,30 +166,3 @@ public sealed class AdamW : IDisposable
         state.Clear();
     }
 }
-
-/// <summary>The reference's StepLR: the learning rate is multiplied by <see cref="Gamma"/> every <see cref="StepSize"/> epochs.</summary>
-public sealed record StepLRSchedule
-{
-    /// <summary>Epochs between decays (reference: 800).</summary>
-    public int StepSize { get; init; } = 800;
-
-    /// <summary>Decay factor (reference: 0.1).</summary>
-    public double Gamma { get; init; } = 0.1;
-
-    /// <summary>The learning rate for a 0-based epoch.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">The epoch is negative, or the schedule is invalid.</exception>
-    public double LearningRateAt(double baseLearningRate, int epoch)
-    {
-        if (epoch < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(epoch), epoch, "The epoch must not be negative.");
-        }
-
-        if (StepSize <= 0 || !(Gamma > 0))
-        {
-            throw new ArgumentOutOfRangeException(nameof(StepSize), $"StepLR needs a positive step size and gamma; got {StepSize} and {Gamma}.");
-        }
-
-        return baseLearningRate * Math.Pow(Gamma, epoch / StepSize);
-    }
-}

@@ -1,0 +1,291 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using UniAD.Core.Data;
+using UniAD.Core.Detection;
+using UniAD.Core.Metrics;
+
+/// <summary>
+/// Group <c>real</c>: ONE model trained with a named recipe over every class of an MVTec-layout root (default
+/// <c>../shared/data/real-defects</c> beside the repository) plus the synthetic classes, for a wall-clock budget.
+/// Prints the plan, the held-out (validation) loss curve, an explicitly labelled test curve, the per-class test
+/// table and one <c>real CLASS image-auroc X pixel-auroc Y</c> line per real class. Runs only with <c>--only real</c>.
+/// Options: [--data-root DIR] [--classes a,b] [--minutes N] [--backbone NAME] [--recipe cpu|paper] [--weights FILE]
+/// [--curve-points N] [--seed N] [--width N] [--layers N] (the last two shrink the network to check the code path quickly).
+/// </summary>
+internal static class RealBenchmarks
+{
+    private const double HeldOutFraction = 0.2;
+    private const int CurveImagesPerClass = 40;
+    private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
+
+    public static void Run(Func<string, string?> text, Func<string, int, int> number)
+    {
+        int minutes = number("--minutes", 30);
+        if (minutes < 1)
+        {
+            throw new ArgumentException($"--minutes needs at least 1, got {minutes}.");
+        }
+
+        var recipe = text("--recipe") ?? "cpu";
+        if (recipe is not ("cpu" or "paper"))
+        {
+            throw new ArgumentException($"--recipe needs cpu or paper, got '{recipe}'.");
+        }
+
+        var backbone = text("--backbone") ?? DetectorPreset.CpuBackbone;
+        long seed = number("--seed", 133);
+        int curvePoints = number("--curve-points", 6);
+        var wanted = text("--classes")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
+        var explicitRoot = text("--data-root");
+        var realRoot = explicitRoot is null ? DefaultDataRoot() : Path.GetFullPath(explicitRoot);
+        var budget = TimeSpan.FromMinutes(minutes);
+        var wall = Stopwatch.StartNew();
+        var temp = Directory.CreateTempSubdirectory("uniad-bench-real-").FullName;
+        try
+        {
+            // Real classes (any MVTec-layout root), then the synthetic ones generated like the quick start's.
+            var realTrain = new List<ImageSample>();
+            var realTest = new List<ImageSample>();
+            if (Directory.Exists(realRoot))
+            {
+                var found = MvtecAd.Open(realRoot, DatasetSplit.Train).ClassNames.Where(c => wanted is null || wanted.Contains(c)).ToList();
+                if (found.Count > 0)
+                {
+                    var options = new MvtecOptions { Classes = found };
+                    realTrain.AddRange(MvtecAd.Open(realRoot, DatasetSplit.Train, options).Samples);
+                    realTest.AddRange(MvtecAd.Open(realRoot, DatasetSplit.Test, options).Samples);
+                }
+            }
+            else if (explicitRoot is not null)
+            {
+                throw new DirectoryNotFoundException($"--data-root '{realRoot}' does not exist.");
+            }
+            else
+            {
+                Console.WriteLine($"note: no real data at {realRoot}; synthetic classes only (pass --data-root DIR).");
+            }
+
+            var realClasses = realTrain.Select(s => s.ClassName).Distinct(StringComparer.Ordinal).ToList();
+            var synthetic = Enum.GetValues<SyntheticClass>().Where(c => wanted is null || wanted.Contains(SyntheticDefects.ClassName(c))).ToList();
+            var syntheticTrain = new List<ImageSample>();
+            var syntheticTest = new List<ImageSample>();
+            if (synthetic.Count > 0)
+            {
+                var root = Path.Combine(temp, "synthetic");
+                SyntheticDefects.Generate(root, new SyntheticDatasetOptions { Classes = synthetic, ImageSize = 224, TrainPerClass = 80, TestGoodPerClass = 20, TestPerDefect = 5, Seed = seed });
+                syntheticTrain.AddRange(MvtecAd.Open(root, DatasetSplit.Train).Samples);
+                syntheticTest.AddRange(MvtecAd.Open(root, DatasetSplit.Test).Samples);
+            }
+
+            var clash = syntheticTrain.Select(s => s.ClassName).Distinct().Intersect(realClasses).ToList();
+            if (clash.Count > 0)
+            {
+                throw new InvalidDataException($"Real classes {string.Join(", ", clash)} have the names of synthetic ones.");
+            }
+
+            var unknown = wanted?.Except(realClasses).Except(synthetic.Select(SyntheticDefects.ClassName)).ToList();
+            if (unknown is { Count: > 0 })
+            {
+                throw new ArgumentException($"--classes names {string.Join(", ", unknown)}, found neither in {realRoot} nor among the synthetic classes.");
+            }
+
+            var all = new ImageSource("real+synthetic", realTrain.Concat(syntheticTrain));
+            var test = new ImageSource("test", realTest.Concat(syntheticTest));
+            if (all.Samples.Count == 0)
+            {
+                throw new ArgumentException("No class to train on.");
+            }
+
+            var (train, heldOut) = LocalHoldOut.Split(all, HeldOutFraction, seed);
+            var curveTest = new ImageSource("test-curve", test.Samples.GroupBy(s => s.ClassName).SelectMany(g => LocalHoldOut.Shuffled(g, seed).Take(CurveImagesPerClass)));
+
+            // The network: the CPU preset's (layers 1-3 at 224, width 256, 4 + 4 layers, 7 x 7 mask) for any
+            // backbone but EfficientNet, whose paper configuration is the default builder's.
+            var builder = backbone.StartsWith("efficientnet", StringComparison.Ordinal)
+                ? DetectorPreset.Paper().WithBackbone(backbone, weightsFile: text("--weights"))
+                : DetectorPreset.CpuBudget(backbone, text("--weights"));
+            if (text("--width") is not null || text("--layers") is not null)
+            {
+                int width = number("--width", 256), layers = number("--layers", 4);
+                builder.WithReconstruction(o => o with { HiddenDim = width, FeedForwardDim = 4 * width, NumHeads = Math.Min(8, Math.Max(1, width / 32)), NumEncoderLayers = layers, NumDecoderLayers = layers });
+            }
+
+            using var logging = new ConsoleLoggerFactory();
+            using var detector = builder.WithSeed(seed).WithLogging(logging).Build();
+            var r = detector.Options.Reconstruction;
+            var training = (recipe == "cpu" ? TrainingPreset.CpuBudget(budget) : TrainingPreset.Paper() with { TimeBudget = budget }) with
+            {
+                Seed = seed,
+                HeldOutNormal = heldOut,
+                HeldOutEvery = 1,
+            };
+
+            Console.WriteLine(string.Create(Invariant, $"classes: {string.Join(", ", realClasses.Select(c => c + " (real)").Concat(syntheticTrain.Select(s => s.ClassName).Distinct()))}"));
+            Console.WriteLine(string.Create(Invariant, $"images: {train.Samples.Count} training, {heldOut.Samples.Count} held-out normal ({HeldOutFraction:P0} per class, seeded; calibration and validation loss), {test.Samples.Count} test"));
+            Console.WriteLine(string.Create(Invariant, $"network: {detector.Options.Backbone} layers {string.Join(',', detector.Options.BackboneLayers)}, input {detector.Options.InputSize}, {r.InputChannels} channels, tokens {r.FeatureSize}, width {r.HiddenDim}, {r.NumEncoderLayers}+{r.NumDecoderLayers} layers, mask {r.NeighborSize?.ToString() ?? "none"}, jitter {r.FeatureJitter?.Scale.ToString(Invariant) ?? "off"}"));
+            Console.WriteLine(string.Create(Invariant, $"recipe {recipe}: batch {training.BatchSize}, lr {training.Optimizer.LearningRate:G3}, weight decay {training.Optimizer.WeightDecay:G3}, {training.Schedule}, clip {training.ClipGradNorm}, budget {budget}"));
+
+            // The test curve: the held-out split has normal images only (no AUROC), so AUROC against time is
+            // measured on a fixed subsample of the TEST split. To keep evaluation out of the training budget,
+            // training only saves snapshots at the curve points; they are evaluated after training.
+            var snapshots = new List<(TimeSpan Elapsed, int Epoch, string Path)>();
+            var snapshotTime = TimeSpan.Zero;
+            var imageKey = MetricKeys.ImageAuroc(detector.Options.ScoreKind);
+            var nextPoint = curvePoints > 0 ? budget / (curvePoints + 1) : TimeSpan.MaxValue;
+            var progress = new SyncProgress(p =>
+            {
+                if (p.Stage == "held-out" && p.Elapsed >= nextPoint)
+                {
+                    var watch = Stopwatch.StartNew();
+                    var path = Path.Combine(temp, string.Create(Invariant, $"snapshot-{snapshots.Count}.safetensors"));
+                    detector.Save(path);
+                    snapshotTime += watch.Elapsed;
+                    snapshots.Add((p.Elapsed, p.Epoch, path));
+                    nextPoint = p.Elapsed + (budget / (curvePoints + 1));
+                }
+            });
+            var result = detector.Train(train, training, progress);
+
+            Console.WriteLine();
+            Console.WriteLine(string.Create(Invariant, $"trained {result.EpochsCompleted} of {result.PlannedEpochs} planned epochs ({result.TotalSteps} scheduled steps) in {result.Duration.TotalMinutes:F1} min; stopped by {result.StopReason}; {snapshots.Count} curve snapshots took {snapshotTime.TotalSeconds:F0} s of it"));
+            Console.WriteLine("validation curve (held-out NORMAL training images, mean reconstruction loss; no anomalies, so no AUROC):");
+            Console.WriteLine("| epoch | minutes | held-out loss |");
+            Console.WriteLine("|---:|---:|---:|");
+            foreach (var point in Thin(result.HeldOutLosses, 20))
+            {
+                Console.WriteLine(string.Create(Invariant, $"| {point.Epoch} | {point.Elapsed.TotalMinutes:F2} | {point.Loss:G5} |"));
+            }
+
+            Console.WriteLine(string.Create(Invariant, $"test-curve (TEST split, up to {CurveImagesPerClass} images per class; for the learning-curve figure only, not for model selection):"));
+            Console.WriteLine("| epoch | minutes | image AUROC | pixel AUROC |");
+            Console.WriteLine("|---:|---:|---:|---:|");
+            var finalPoint = snapshots.Count > 0 && snapshots[^1].Epoch == result.EpochsCompleted ? Array.Empty<(TimeSpan, int, string)>() : new[] { (result.Duration, result.EpochsCompleted, "") };
+            foreach (var (elapsed, epoch, path) in snapshots.Concat(finalPoint))
+            {
+                using var snapshot = path.Length == 0 ? null : AnomalyDetector.Load(path);
+                var report = (snapshot ?? detector).Evaluate(curveTest);
+                Console.WriteLine(string.Create(Invariant, $"| {epoch} | {elapsed.TotalMinutes:F2} | {report.Mean[imageKey]:F3} | {report.Mean[MetricKeys.PixelAuroc]:F3} |"));
+            }
+
+            var calibration = detector.Calibrate(heldOut, new CalibrationOptions { Method = CalibrationMethod.FalseAlarmRate, FalseAlarmRate = 0.01 });
+            Console.WriteLine(string.Create(Invariant, $"calibration on the held-out normal images (1 % false alarms): image threshold {calibration.ImageThreshold:G5}, pixel threshold {calibration.PixelThreshold?.ToString("G5", Invariant) ?? "none"}"));
+
+            var evaluation = Stopwatch.StartNew();
+            var final = detector.Evaluate(test);
+            string imageAp = MetricKeys.ImageAveragePrecision(detector.Options.ScoreKind), aupro = MetricKeys.PixelAuPro(0.3);
+            Console.WriteLine();
+            Console.WriteLine($"final test table (evaluation {evaluation.Elapsed.TotalSeconds:F0} s):");
+            Console.WriteLine("| class | image AUROC | image AP | pixel AUROC | pixel AP | AU-PRO |");
+            Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+            foreach (var (name, v) in final.Classes.Select(c => (c.Name, c.Values)).Append(("mean", final.Mean)))
+            {
+                Console.WriteLine(string.Create(Invariant, $"| {name}{(realClasses.Contains(name) ? " (real)" : "")} | {Get(v, imageKey):F3} | {Get(v, imageAp):F3} | {Get(v, MetricKeys.PixelAuroc):F3} | {Get(v, MetricKeys.PixelAveragePrecision):F3} | {Get(v, aupro):F3} |"));
+            }
+
+            foreach (var c in final.Classes.Where(c => realClasses.Contains(c.Name)))
+            {
+                Console.WriteLine(string.Create(Invariant, $"real {c.Name} image-auroc {Get(c.Values, imageKey):F3} pixel-auroc {Get(c.Values, MetricKeys.PixelAuroc):F3}"));
+            }
+
+            Console.WriteLine(string.Create(Invariant, $"wall time {wall.Elapsed.TotalMinutes:F1} min (data, training {result.Duration.TotalMinutes:F1} min, calibration, evaluation)"));
+        }
+        finally
+        {
+            Directory.Delete(temp, recursive: true);
+        }
+    }
+
+    private static double Get(IReadOnlyDictionary<string, double> values, string key) => values.TryGetValue(key, out var v) ? v : double.NaN;
+
+    private static IEnumerable<HeldOutLoss> Thin(IReadOnlyList<HeldOutLoss> points, int count) =>
+        points.Count <= count ? points : Enumerable.Range(0, count).Select(i => points[(int)((long)i * (points.Count - 1) / (count - 1))]).Distinct();
+
+    /// <summary><c>../shared/data/real-defects</c> relative to the repository root (the folder holding Directory.Build.props), found from the working directory or the program's folder.</summary>
+    private static string DefaultDataRoot()
+    {
+        foreach (var start in new[] { Environment.CurrentDirectory, AppContext.BaseDirectory })
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                if (File.Exists(Path.Combine(dir.FullName, "Directory.Build.props")) && Directory.Exists(Path.Combine(dir.FullName, "src", "UniAD.Core")))
+                {
+                    return Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "data", "real-defects"));
+                }
+            }
+        }
+
+        return Path.GetFullPath(Path.Combine("..", "shared", "data", "real-defects"));
+    }
+
+    private sealed class SyncProgress(Action<TrainingProgress> handler) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => handler(value);
+    }
+}
+
+/// <summary>
+/// TEMPORARY, to be replaced by the hold-out API of the labels branch: a seeded per-class split of the
+/// normal training images into training and held-out parts (anomalous training images, if any, stay in training).
+/// </summary>
+internal static class LocalHoldOut
+{
+    public static (ImageSource Train, ImageSource HeldOut) Split(ImageSource source, double fraction, long seed)
+    {
+        var heldOut = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var group in source.Samples.Where(s => s.Label == 0).GroupBy(s => s.ClassName))
+        {
+            var normal = group.ToList();
+            int count = normal.Count < 2 ? 0 : Math.Clamp((int)Math.Round(normal.Count * fraction), 1, normal.Count - 1);
+            heldOut.UnionWith(Shuffled(normal, seed).Take(count).Select(s => s.ImagePath));
+        }
+
+        return (new ImageSource(source.Name + "-train", source.Samples.Where(s => !heldOut.Contains(s.ImagePath))),
+                new ImageSource(source.Name + "-held-out", source.Samples.Where(s => heldOut.Contains(s.ImagePath))));
+    }
+
+    /// <summary>A seeded order that depends only on the file names (FNV-1a of seed and name), not on the runtime's random generator.</summary>
+    public static IEnumerable<ImageSample> Shuffled(IEnumerable<ImageSample> samples, long seed) =>
+        samples.OrderBy(s => Hash(seed, s.ClassName + "/" + s.DefectType + "/" + Path.GetFileName(s.ImagePath))).ThenBy(s => s.ImagePath, StringComparer.Ordinal);
+
+    private static ulong Hash(long seed, string text)
+    {
+        ulong h = 14695981039346656037UL ^ unchecked((ulong)seed);
+        foreach (char c in text)
+        {
+            h = unchecked((h ^ c) * 1099511628211UL);
+        }
+
+        return h;
+    }
+}
+
+/// <summary>Writes information and above to the console (the training plan, the time budget, early stopping).</summary>
+internal sealed class ConsoleLoggerFactory : ILoggerFactory
+{
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName[(categoryName.LastIndexOf('.') + 1)..]);
+
+    public void AddProvider(ILoggerProvider provider)
+    {
+    }
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel) && category is "AnomalyDetector" or "AnomalyDetectorBuilder")
+            {
+                Console.WriteLine($"  [{logLevel}] {formatter(state, exception)}");
+            }
+        }
+    }
+}
