@@ -97,8 +97,8 @@ internal static class RealBenchmarks
                 throw new ArgumentException("No class to train on.");
             }
 
-            var (train, heldOut) = LocalHoldOut.Split(all, HeldOutFraction, seed);
-            var curveTest = new ImageSource("test-curve", test.Samples.GroupBy(s => s.ClassName).SelectMany(g => LocalHoldOut.Shuffled(g, seed).Take(CurveImagesPerClass)));
+            var (train, heldOut) = DataSplits.HoldOutNormal(all, HeldOutFraction, seed);
+            var curveTest = new ImageSource("test-curve", test.Samples.GroupBy(s => s.ClassName).SelectMany(g => SeededOrder.Shuffled(g, seed).Take(CurveImagesPerClass)));
 
             // The network: the CPU preset's (layers 1-3 at 224, width 256, 4 + 4 layers, 7 x 7 mask) for any
             // backbone but EfficientNet, whose paper configuration is the default builder's.
@@ -224,26 +224,9 @@ internal static class RealBenchmarks
     }
 }
 
-/// <summary>
-/// TEMPORARY, to be replaced by the hold-out API of the labels branch: a seeded per-class split of the
-/// normal training images into training and held-out parts (anomalous training images, if any, stay in training).
-/// </summary>
-internal static class LocalHoldOut
+/// <summary>A seeded order of samples for the labelled test curve's subset.</summary>
+internal static class SeededOrder
 {
-    public static (ImageSource Train, ImageSource HeldOut) Split(ImageSource source, double fraction, long seed)
-    {
-        var heldOut = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var group in source.Samples.Where(s => s.Label == 0).GroupBy(s => s.ClassName))
-        {
-            var normal = group.ToList();
-            int count = normal.Count < 2 ? 0 : Math.Clamp((int)Math.Round(normal.Count * fraction), 1, normal.Count - 1);
-            heldOut.UnionWith(Shuffled(normal, seed).Take(count).Select(s => s.ImagePath));
-        }
-
-        return (new ImageSource(source.Name + "-train", source.Samples.Where(s => !heldOut.Contains(s.ImagePath))),
-                new ImageSource(source.Name + "-held-out", source.Samples.Where(s => heldOut.Contains(s.ImagePath))));
-    }
-
     /// <summary>A seeded order that depends only on the file names (FNV-1a of seed and name), not on the runtime's random generator.</summary>
     public static IEnumerable<ImageSample> Shuffled(IEnumerable<ImageSample> samples, long seed) =>
         samples.OrderBy(s => Hash(seed, s.ClassName + "/" + s.DefectType + "/" + Path.GetFileName(s.ImagePath))).ThenBy(s => s.ImagePath, StringComparer.Ordinal);
