@@ -33,7 +33,7 @@ public sealed partial class AnomalyDetector
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            return TrainLocked(normal, options, progress, cancellationToken);
+            return TrainLocked(TrainingImages(normal, options.OnBadInput), options, progress, cancellationToken);
         }
     }
 
@@ -41,7 +41,7 @@ public sealed partial class AnomalyDetector
     public Task<TrainingResult> TrainAsync(IImageSource train, TrainingOptions? options = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
         Task.Run(() => Train(train, options, progress, cancellationToken), cancellationToken);
 
-    private TrainingResult TrainLocked(ImageSource train, TrainingOptions options, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    private TrainingResult TrainLocked(IImageSource train, TrainingOptions options, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         var reconstruction = Model.Reconstruction;

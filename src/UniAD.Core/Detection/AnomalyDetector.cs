@@ -162,7 +162,7 @@ public sealed partial class AnomalyDetector : IDisposable
 
         // Normal pixels for the false-alarm quantile: a regular subsample of at most about 4 M values.
         int normalImages = Math.Max(1, images.Samples.Count(s => s.Label == 0));
-        int pixelStride = (int)Math.Max(1, (long)normalImages * Options.InputSize.Count / 4_000_000);
+        int pixelStride = (int)Math.Max(1, (long)normalImages * MapPixels(images) / 4_000_000);
         var scores = new List<double>();
         var labels = new List<bool>();
         var normalPixels = new List<float>();
@@ -341,6 +341,16 @@ public sealed partial class AnomalyDetector : IDisposable
 
     private IEnumerable<(Tensor Maps, ImageBatch Batch)> Maps(IImageSource source, int batchSize, bool loadMasks, CancellationToken cancellationToken)
     {
+        if (Options.Tiling is not null)
+        {
+            foreach (var item in TiledMaps(source, batchSize, loadMasks, cancellationToken))
+            {
+                yield return item;
+            }
+
+            yield break;
+        }
+
         var loader = new ImageBatchLoader(source, new LoaderOptions { BatchSize = batchSize, LoadMasks = loadMasks, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
         foreach (var batch in loader.Batches(cancellationToken: cancellationToken))
         {
@@ -374,6 +384,11 @@ public sealed partial class AnomalyDetector : IDisposable
 
     private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images)
     {
+        if (Options.Tiling is not null)
+        {
+            return ScoreTiled(images);
+        }
+
         using var scope = NewDisposeScope();
         var inputs = stack(images.Select(i => ImagePreprocessor.ToTensor(i.Image, Preprocess)).ToArray());
         var sizes = images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray();
