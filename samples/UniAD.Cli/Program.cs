@@ -1,5 +1,5 @@
 // uniad: command-line front end of UniAD.Core.
-//   uniad train     --data SOURCE --out MODEL [options]
+//   uniad train     --data SOURCE --out MODEL [options] [--tile 224 --tile-stride 160 --resize-width 448]
 //   uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
 //   uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]
 //   uniad calibrate --model MODEL --data SOURCE [--method f1|far] [--rate R] [--out MODEL]
@@ -8,9 +8,11 @@
 // Exit codes: 0 success, 1 failure (bad data, files or options), 2 usage error, 130 cancelled.
 using System.Globalization;
 using Spectre.Console;
+using UniAD.Core;
 using UniAD.Core.Data;
 using UniAD.Core.Detection;
 using UniAD.Core.Metrics;
+using UniAD.Core.Tiling;
 
 var culture = CultureInfo.InvariantCulture;
 using var cancel = new CancellationTokenSource();
@@ -62,6 +64,7 @@ int Train(Options o)
     var (train, test) = OpenSource(o.Required("data"), DatasetSplit.Train);
     var output = o.Required("out");
     int input = o.Int("input", 224);
+    var tiling = Tiling(o, ref input);
     var builder = new AnomalyDetectorBuilder()
         .WithBackbone(o.Get("backbone") ?? "efficientnet-b4", o.Ints("layers") ?? new[] { 1, 2, 3, 4 }, o.Get("weights"))
         .WithInputSize(input, input)
@@ -71,6 +74,11 @@ int Train(Options o)
     if (o.Get("score") == "mean")
     {
         builder.WithImageScore(ImageScoreKind.Mean);
+    }
+
+    if (tiling is not null)
+    {
+        builder.WithTiling(tiling);
     }
 
     using var detector = builder.Build();
@@ -89,6 +97,7 @@ int Train(Options o)
         ResumeFrom = o.Get("resume"),
     };
     AnsiConsole.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {training.Epochs} epochs, batch {training.BatchSize}.");
+    DescribeTiling(detector);
     TrainingResult? result = null;
     AnsiConsole.Progress()
         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -100,6 +109,7 @@ int Train(Options o)
             {
                 if (p.Stage == "features")
                 {
+                    features.MaxValue = Math.Max(1, p.Steps); // tiles, when tiling
                     features.Value = p.Step;
                 }
                 else
@@ -123,6 +133,7 @@ int Train(Options o)
 int Evaluate(Options o)
 {
     using var detector = AnomalyDetector.Load(o.Required("model"), o.Get("device"));
+    DescribeTiling(detector);
     var (_, test) = OpenSource(o.Required("data"), DatasetSplit.Test);
     MetricsReport? report = null;
     AnsiConsole.Progress().Start(ctx =>
@@ -153,6 +164,7 @@ int Evaluate(Options o)
 int Score(Options o)
 {
     using var detector = AnomalyDetector.Load(o.Required("model"), o.Get("device"));
+    DescribeTiling(detector);
     var files = o.Positional.SelectMany<string, string>(p => Directory.Exists(p)
             ? Directory.EnumerateFiles(p).Where(f => ImageSource.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal)
             : new[] { p }).ToList();
@@ -191,6 +203,7 @@ int Calibrate(Options o)
 {
     var model = o.Required("model");
     using var detector = AnomalyDetector.Load(model, o.Get("device"));
+    DescribeTiling(detector);
     var (_, images) = OpenSource(o.Required("data"), DatasetSplit.Test);
     var method = o.Get("method") is "far" ? CalibrationMethod.FalseAlarmRate : CalibrationMethod.F1Max;
     var calibration = detector.Calibrate(images, new CalibrationOptions { Method = method, FalseAlarmRate = o.Double("rate", 0.01) }, cancel.Token);
@@ -207,6 +220,59 @@ int Import(Options o)
     detector.Save(output);
     AnsiConsole.MarkupLineInterpolated($"Imported {detector.Options.Backbone} model to [bold]{output}[/].");
     return 0;
+}
+
+// --tile N (the tile = the network input, N x N), --tile-stride S or H,W, --resize-width W or --resize HxW,
+// --tile-placement shift|spread; any of them turns tiling on. Evaluate, score and calibrate read it from the model.
+TilingOptions? Tiling(Options o, ref int input)
+{
+    if (o.Get("tile") is null && o.Get("tile-stride") is null && o.Get("resize-width") is null && o.Get("resize") is null && o.Get("tile-placement") is null)
+    {
+        return null;
+    }
+
+    if (o.Get("tile") is not null)
+    {
+        int tile = o.Int("tile", input);
+        if (o.Get("input") is not null && tile != input)
+        {
+            throw new UsageException($"--tile {tile} and --input {input} disagree: a tile is the network input");
+        }
+
+        input = tile;
+    }
+
+    GridSize? stride = o.Ints("tile-stride") switch
+    {
+        null => null,
+        [var both] => new GridSize(both, both),
+        [var h, var w] => new GridSize(h, w),
+        _ => throw new UsageException("--tile-stride needs S or H,W"),
+    };
+    GridSize? resize = null;
+    if (o.Get("resize") is { } text)
+    {
+        var parts = text.Split('x', 'X');
+        resize = parts.Length == 2 && int.TryParse(parts[0], NumberStyles.Integer, culture, out var h) && int.TryParse(parts[1], NumberStyles.Integer, culture, out var w)
+            ? new GridSize(h, w)
+            : throw new UsageException($"--resize needs HEIGHTxWIDTH, got '{text}'");
+    }
+
+    var placement = o.Get("tile-placement") switch
+    {
+        null or "shift" => TilePlacement.ShiftLast,
+        "spread" => TilePlacement.Spread,
+        var other => throw new UsageException($"--tile-placement is shift or spread, got '{other}'"),
+    };
+    return new TilingOptions { Stride = stride, ResizeWidth = o.Get("resize-width") is null ? null : o.Int("resize-width", 0), ResizeTo = resize, Placement = placement };
+}
+
+void DescribeTiling(AnomalyDetector detector)
+{
+    if (detector.Options.Tiling is { } t)
+    {
+        AnsiConsole.MarkupLineInterpolated($"Tiling: {t.Describe(detector.Options.InputSize)}.");
+    }
 }
 
 (IImageSource Train, IImageSource Test) OpenSource(string spec, DatasetSplit split)
@@ -278,6 +344,8 @@ static void Usage()
                           [--epochs 1000] [--batch 64] [--lr 1e-4] [--input 224] [--stride 16] [--device cpu|cuda]
                           [--validate SOURCE] [--evaluate-every 10] [--checkpoint-every 10] [--resume MODEL]
                           [--cache-dir DIR] [--score max|mean] [--seed 133]
+                          [--tile 224] [--tile-stride 160|H,W] [--resize-width 448 | --resize HxW] [--tile-placement shift|spread]
+                          (tiling: high-resolution images cut into overlapping input-size tiles; saved with the model)
           uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
           uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]
           uniad calibrate --model MODEL --data SOURCE [--method f1|far] [--rate 0.01] [--out MODEL]
