@@ -1,5 +1,5 @@
 // uniad: command-line front end of UniAD.Core.
-//   uniad train     --data SOURCE --out MODEL [--validation SOURCE | --holdout 0.1] [options]
+//   uniad train     --data SOURCE --out MODEL [--validation SOURCE | --holdout 0.1] [options] [--tile 224 --tile-stride 160 --resize-width 448]
 //   uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
 //   uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]
 //   uniad calibrate --model MODEL --data SOURCE [--method f1|far] [--rate R] [--out MODEL]
@@ -8,10 +8,12 @@
 // Exit codes: 0 success, 1 failure (bad data, files or options), 2 usage error, 130 cancelled.
 using System.Globalization;
 using Spectre.Console;
+using UniAD.Core;
 using UniAD.Core.Data;
 using UniAD.Core.Detection;
 using UniAD.Core.Metrics;
 using UniAD.Core.Training;
+using UniAD.Core.Tiling;
 
 var culture = CultureInfo.InvariantCulture;
 using var cancel = new CancellationTokenSource();
@@ -90,6 +92,7 @@ int Train(Options o)
     }
 
     int input = o.Int("input", 224);
+    var tiling = Tiling(o, ref input);
     var builder = new AnomalyDetectorBuilder()
         .WithBackbone(o.Get("backbone") ?? "efficientnet-b4", o.Ints("layers") ?? new[] { 1, 2, 3, 4 }, o.Get("weights"))
         .WithInputSize(input, input)
@@ -99,6 +102,11 @@ int Train(Options o)
     if (o.Get("score") == "mean")
     {
         builder.WithImageScore(ImageScoreKind.Mean);
+    }
+
+    if (tiling is not null)
+    {
+        builder.WithTiling(tiling);
     }
 
     using var detector = builder.Build();
@@ -116,6 +124,7 @@ int Train(Options o)
         ResumeFrom = o.Get("resume"),
     };
     AnsiConsole.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {(training.TimeBudget is { } budget ? $"a budget of {budget} (at most {training.Epochs} epochs)" : $"{training.Epochs} epochs")}, batch {training.BatchSize}, {training.Schedule}; validation: {validationLabel}.");
+    DescribeTiling(detector);
     TrainingResult? result = null;
     AnsiConsole.Progress()
         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -127,6 +136,7 @@ int Train(Options o)
             {
                 if (p.Stage == "features")
                 {
+                    features.MaxValue = Math.Max(1, p.Steps); // tiles, when tiling
                     features.Value = p.Step;
                 }
                 else
@@ -206,6 +216,7 @@ static TrainingOptions TrainingRecipe(Options o)
 int Evaluate(Options o)
 {
     using var detector = AnomalyDetector.Load(o.Required("model"), o.Get("device"));
+    DescribeTiling(detector);
     var (_, test) = OpenSource(o.Required("data"), DatasetSplit.Test);
     MetricsReport? report = null;
     AnsiConsole.Progress().Start(ctx =>
@@ -236,6 +247,7 @@ int Evaluate(Options o)
 int Score(Options o)
 {
     using var detector = AnomalyDetector.Load(o.Required("model"), o.Get("device"));
+    DescribeTiling(detector);
     var files = o.Positional.SelectMany<string, string>(p => Directory.Exists(p)
             ? Directory.EnumerateFiles(p).Where(f => ImageSource.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal)
             : new[] { p }).ToList();
@@ -274,6 +286,7 @@ int Calibrate(Options o)
 {
     var model = o.Required("model");
     using var detector = AnomalyDetector.Load(model, o.Get("device"));
+    DescribeTiling(detector);
     var (_, images) = OpenSource(o.Required("data"), DatasetSplit.Test);
     var method = o.Get("method") is "far" ? CalibrationMethod.FalseAlarmRate : CalibrationMethod.F1Max;
     var calibration = detector.Calibrate(images, new CalibrationOptions { Method = method, FalseAlarmRate = o.Double("rate", 0.01) }, cancel.Token);
@@ -290,6 +303,59 @@ int Import(Options o)
     detector.Save(output);
     AnsiConsole.MarkupLineInterpolated($"Imported {detector.Options.Backbone} model to [bold]{output}[/].");
     return 0;
+}
+
+// --tile N (the tile = the network input, N x N), --tile-stride S or H,W, --resize-width W or --resize HxW,
+// --tile-placement shift|spread; any of them turns tiling on. Evaluate, score and calibrate read it from the model.
+TilingOptions? Tiling(Options o, ref int input)
+{
+    if (o.Get("tile") is null && o.Get("tile-stride") is null && o.Get("resize-width") is null && o.Get("resize") is null && o.Get("tile-placement") is null)
+    {
+        return null;
+    }
+
+    if (o.Get("tile") is not null)
+    {
+        int tile = o.Int("tile", input);
+        if (o.Get("input") is not null && tile != input)
+        {
+            throw new UsageException($"--tile {tile} and --input {input} disagree: a tile is the network input");
+        }
+
+        input = tile;
+    }
+
+    GridSize? stride = o.Ints("tile-stride") switch
+    {
+        null => null,
+        [var both] => new GridSize(both, both),
+        [var h, var w] => new GridSize(h, w),
+        _ => throw new UsageException("--tile-stride needs S or H,W"),
+    };
+    GridSize? resize = null;
+    if (o.Get("resize") is { } text)
+    {
+        var parts = text.Split('x', 'X');
+        resize = parts.Length == 2 && int.TryParse(parts[0], NumberStyles.Integer, culture, out var h) && int.TryParse(parts[1], NumberStyles.Integer, culture, out var w)
+            ? new GridSize(h, w)
+            : throw new UsageException($"--resize needs HEIGHTxWIDTH, got '{text}'");
+    }
+
+    var placement = o.Get("tile-placement") switch
+    {
+        null or "shift" => TilePlacement.ShiftLast,
+        "spread" => TilePlacement.Spread,
+        var other => throw new UsageException($"--tile-placement is shift or spread, got '{other}'"),
+    };
+    return new TilingOptions { Stride = stride, ResizeWidth = o.Get("resize-width") is null ? null : o.Int("resize-width", 0), ResizeTo = resize, Placement = placement };
+}
+
+void DescribeTiling(AnomalyDetector detector)
+{
+    if (detector.Options.Tiling is { } t)
+    {
+        AnsiConsole.MarkupLineInterpolated($"Tiling: {t.Describe(detector.Options.InputSize)}.");
+    }
 }
 
 (IImageSource Train, IImageSource Test) OpenSource(string spec, DatasetSplit split)
@@ -364,6 +430,8 @@ static void Usage()
                           [--budget 30m] [--schedule step|cosine|onecycle] [--warmup 0.05]
                           Validation (best checkpoint) and calibration use --validation SOURCE (F1-max when it has
                           defects) or else the held-out normal training images (false-alarm rate --rate); never the test split.
+                          [--tile 224] [--tile-stride 160|H,W] [--resize-width 448 | --resize HxW] [--tile-placement shift|spread]
+                          (tiling: high-resolution images cut into overlapping input-size tiles; saved with the model)
           uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
           uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]
           uniad calibrate --model MODEL --data SOURCE [--method f1|far] [--rate 0.01] [--out MODEL]

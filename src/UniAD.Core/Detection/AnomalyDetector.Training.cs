@@ -33,7 +33,7 @@ public sealed partial class AnomalyDetector
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            return TrainLocked(normal, options, progress, cancellationToken);
+            return TrainLocked(TrainingImages(normal, options.OnBadInput), options, progress, cancellationToken);
         }
     }
 
@@ -41,7 +41,7 @@ public sealed partial class AnomalyDetector
     public Task<TrainingResult> TrainAsync(IImageSource train, TrainingOptions? options = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
         Task.Run(() => Train(train, options, progress, cancellationToken), cancellationToken);
 
-    private TrainingResult TrainLocked(ImageSource train, TrainingOptions options, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    private TrainingResult TrainLocked(IImageSource train, TrainingOptions options, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         var reconstruction = Model.Reconstruction;
@@ -218,7 +218,7 @@ public sealed partial class AnomalyDetector
     /// The epochs to run and the schedule's total steps: from the options, or for a time budget the total
     /// stored in the resumed checkpoint, or planned from probe steps and the time left (whole epochs).
     /// </summary>
-    private (int Epochs, long TotalSteps) PlanSchedule(TrainingOptions options, ImageSource train, FeatureCache? cache, ImageBatchLoader? loader, List<TorchSharp.Modules.Parameter> parameters, int steps, HeldOutSet? heldOut, Stopwatch clock, CancellationToken cancellationToken)
+    private (int Epochs, long TotalSteps) PlanSchedule(TrainingOptions options, IImageSource train, FeatureCache? cache, ImageBatchLoader? loader, List<TorchSharp.Modules.Parameter> parameters, int steps, HeldOutSet? heldOut, Stopwatch clock, CancellationToken cancellationToken)
     {
         if (options.TimeBudget is not { } budget)
         {
@@ -259,7 +259,7 @@ public sealed partial class AnomalyDetector
     /// the real parameters (gradients are cleared afterwards; nothing is updated and the noise is reseeded at
     /// the start of every epoch, so training is unchanged), plus an AdamW update timed on copies.
     /// </summary>
-    private double ProbeStepSeconds(TrainingOptions options, ImageSource train, FeatureCache? cache, ImageBatchLoader? loader, List<TorchSharp.Modules.Parameter> parameters, TimeSpan limit, CancellationToken cancellationToken)
+    private double ProbeStepSeconds(TrainingOptions options, IImageSource train, FeatureCache? cache, ImageBatchLoader? loader, List<TorchSharp.Modules.Parameter> parameters, TimeSpan limit, CancellationToken cancellationToken)
     {
         var batches = cache is not null
             ? cache.Batches(train, options.BatchSize, shuffle: true, seed: options.Seed, epoch: 1, cancellationToken: cancellationToken).Select(b => (SampleBatch)b)
@@ -361,14 +361,15 @@ public sealed partial class AnomalyDetector
         private readonly double minDelta;
         private readonly List<HeldOutLoss> losses = new();
 
-        private HeldOutSet(ImageSource source, FeatureCache cache, double minDelta)
+        private HeldOutSet(IImageSource source, FeatureCache cache, double minDelta)
         {
             Source = source;
             this.cache = cache;
             this.minDelta = minDelta;
         }
 
-        public ImageSource Source { get; }
+        /// <summary>The held-out normal images, or with tiling their tiles (as training sees them).</summary>
+        public IImageSource Source { get; }
 
         public IReadOnlyList<HeldOutLoss> Losses => losses;
 
@@ -386,9 +387,10 @@ public sealed partial class AnomalyDetector
                 throw new InvalidOperationException($"The held-out source '{source.Name}' has no normal (label 0) image.");
             }
 
+            var samples = detector.TrainingImages(normal, options.OnBadInput);
             var cache = detector.NewFeatureCache(options);
-            cache.Populate(normal, cancellationToken: cancellationToken);
-            return new HeldOutSet(normal, cache, options.EarlyStopping?.MinDelta ?? 0);
+            cache.Populate(samples, cancellationToken: cancellationToken);
+            return new HeldOutSet(samples, cache, options.EarlyStopping?.MinDelta ?? 0);
         }
 
         /// <summary>Mean reconstruction loss over the images, in evaluation mode and without gradients.</summary>

@@ -164,7 +164,7 @@ public sealed partial class AnomalyDetector : IDisposable
 
         // Normal pixels for the false-alarm quantile: a regular subsample of at most about 4 M values.
         int normalImages = Math.Max(1, images.Samples.Count(s => s.Label == 0));
-        int pixelStride = (int)Math.Max(1, (long)normalImages * Options.InputSize.Count / 4_000_000);
+        int pixelStride = (int)Math.Max(1, (long)normalImages * MapPixels(images) / 4_000_000);
         var scores = new List<double>();
         var labels = new List<bool>();
         var normalPixels = new List<float>();
@@ -329,8 +329,8 @@ public sealed partial class AnomalyDetector : IDisposable
 
     /// <summary>
     /// The mean reconstruction loss (feature MSE, the training loss, in eval mode: no jitter, no dropout) over
-    /// the normal images of <paramref name="source"/>: the validation measure when there is no anomalous
-    /// validation image (lower is better).
+    /// the normal images of <paramref name="source"/> (with tiling, over their tiles, as training sees them): the
+    /// validation measure when there is no anomalous validation image (lower is better).
     /// </summary>
     /// <exception cref="InvalidOperationException">The source has no normal image.</exception>
     public double ValidationLoss(IImageSource source, int batchSize = 8, CancellationToken cancellationToken = default)
@@ -343,7 +343,7 @@ public sealed partial class AnomalyDetector : IDisposable
             throw new InvalidOperationException($"'{source.Name}' has no normal image for a validation loss.");
         }
 
-        var loader = new ImageBatchLoader(normal, new LoaderOptions { BatchSize = batchSize, LoadMasks = false, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
+        var loader = new ImageBatchLoader(TrainingImages(normal, BadInputPolicy.Throw), new LoaderOptions { BatchSize = batchSize, LoadMasks = false, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
@@ -454,6 +454,16 @@ public sealed partial class AnomalyDetector : IDisposable
 
     private IEnumerable<(Tensor Maps, ImageBatch Batch)> Maps(IImageSource source, int batchSize, bool loadMasks, CancellationToken cancellationToken)
     {
+        if (Options.Tiling is not null)
+        {
+            foreach (var item in TiledMaps(source, batchSize, loadMasks, cancellationToken))
+            {
+                yield return item;
+            }
+
+            yield break;
+        }
+
         var loader = new ImageBatchLoader(source, new LoaderOptions { BatchSize = batchSize, LoadMasks = loadMasks, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
         foreach (var batch in loader.Batches(cancellationToken: cancellationToken))
         {
@@ -487,6 +497,11 @@ public sealed partial class AnomalyDetector : IDisposable
 
     private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images)
     {
+        if (Options.Tiling is not null)
+        {
+            return ScoreTiled(images);
+        }
+
         using var scope = NewDisposeScope();
         var inputs = stack(images.Select(i => ImagePreprocessor.ToTensor(i.Image, Preprocess)).ToArray());
         var sizes = images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray();

@@ -60,6 +60,25 @@ public sealed class AnomalyDetectorBuilder
         return this;
     }
 
+    /// <summary>
+    /// Tiles high-resolution images: each image (optionally resized first) is cut into overlapping tiles of
+    /// the input size, every tile is a training sample and is scored, and tile maps are stitched back with
+    /// overlaps averaged. Saved with the model.
+    /// </summary>
+    public AnomalyDetectorBuilder WithTiling(Tiling.TilingOptions tiling)
+    {
+        ArgumentNullException.ThrowIfNull(tiling);
+        options = options with { Tiling = tiling };
+        return this;
+    }
+
+    /// <summary>No tiling (the default): every image is resized to the input size.</summary>
+    public AnomalyDetectorBuilder WithoutTiling()
+    {
+        options = options with { Tiling = null };
+        return this;
+    }
+
     /// <summary>Adjusts the reconstruction network (width, heads, layers, dropout, activation, norm placement, position embedding...).</summary>
     public AnomalyDetectorBuilder WithReconstruction(Func<ReconstructionOptions, ReconstructionOptions> configure)
     {
@@ -160,6 +179,8 @@ public sealed class AnomalyDetectorBuilder
         {
             throw new ArgumentException("PixelMean and PixelStd need three values each, with positive standard deviations.");
         }
+
+        options.Tiling?.Validate(size);
 
         if (weightsPath is not null && !File.Exists(weightsPath))
         {

@@ -35,6 +35,13 @@ public sealed record DetectorOptions
 
     /// <summary>ImageNet normalisation standard deviation per channel.</summary>
     public IReadOnlyList<double> PixelStd { get; init; } = Data.PreprocessOptions.ImageNetStd;
+
+    /// <summary>
+    /// Tiling of high-resolution images into tiles of <see cref="InputSize"/> for training, scoring, calibration
+    /// and evaluation; null (the default, and every checkpoint written before tiling existed) resizes each
+    /// whole image to <see cref="InputSize"/> instead.
+    /// </summary>
+    public Tiling.TilingOptions? Tiling { get; init; }
 }
 
 /// <summary>How <see cref="AnomalyDetector.Calibrate"/> chooses the decision thresholds.</summary>
