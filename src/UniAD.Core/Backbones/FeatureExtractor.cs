@@ -105,9 +105,17 @@ public abstract class FeatureExtractor : Module<Tensor, Tensor[]>, IFusedWeights
 
     /// <summary>Runs the images (B x 3 x H x W, normalized) and returns one feature map per output.</summary>
     /// <exception cref="ArgumentException">The input is not B x 3 x H x W floating point.</exception>
-    public sealed override Tensor[] forward(Tensor images)
+    public sealed override Tensor[] forward(Tensor images) => Run(images, Extract);
+
+    /// <summary>
+    /// Checks that <paramref name="images"/> is a non-empty floating-point B x 3 x H x W batch, then runs
+    /// <paramref name="body"/> on it without gradients in a dispose scope; the returned maps outlive the scope.
+    /// </summary>
+    /// <exception cref="ArgumentException">The input is not B x 3 x H x W floating point.</exception>
+    protected Tensor[] Run(Tensor images, Func<Tensor, Tensor[]> body)
     {
         ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(body);
         if (images.dim() != 4 || images.shape[1] != 3 || images.shape[0] == 0 || !images.is_floating_point())
         {
             throw new ArgumentException($"{ModelName} expects a non-empty floating-point batch B x 3 x H x W; got [{string.Join(", ", images.shape)}] {images.dtype}.", nameof(images));
@@ -115,7 +123,7 @@ public abstract class FeatureExtractor : Module<Tensor, Tensor[]>, IFusedWeights
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var features = Extract(images);
+        var features = body(images);
         foreach (var f in features)
         {
             f.MoveToOuterDisposeScope();

@@ -231,24 +231,7 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
     /// reference tensor) and returns the requested layers' outputs.
     /// </summary>
     /// <exception cref="ArgumentException">The input is not a floating-point B x 3 x H x W batch.</exception>
-    public Tensor[] ForwardNetworkInput(Tensor networkInput)
-    {
-        ArgumentNullException.ThrowIfNull(networkInput);
-        if (networkInput.dim() != 4 || networkInput.shape[1] != 3 || networkInput.shape[0] == 0 || !networkInput.is_floating_point())
-        {
-            throw new ArgumentException($"{ModelName} expects a non-empty floating-point batch B x 3 x H x W; got [{string.Join(", ", networkInput.shape)}] {networkInput.dtype}.", nameof(networkInput));
-        }
-
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var features = Network(networkInput);
-        foreach (var f in features)
-        {
-            f.MoveToOuterDisposeScope();
-        }
-
-        return features;
-    }
+    public Tensor[] ForwardNetworkInput(Tensor networkInput) => Run(networkInput, Network);
 
     /// <summary>Parses torchvision's names (resnet18, resnet34, resnet50, resnet101, wide_resnet50_2) and ML.NET's <c>mlnet-resnet18</c>.</summary>
     /// <exception cref="ArgumentException">Unknown name.</exception>

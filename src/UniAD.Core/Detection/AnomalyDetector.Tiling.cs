@@ -78,14 +78,7 @@ public sealed partial class AnomalyDetector
                 calibration = Calibration;
             }
 
-            byte[]? mask = calibration?.PixelThreshold is { } pt ? data.Threshold(pt) : null;
-            results.Add(new AnomalyResult(
-                name,
-                score,
-                calibration?.NormalizeImageScore(score),
-                calibration is null ? null : score >= calibration.ImageThreshold,
-                data,
-                mask));
+            results.Add(Result(name, score, data, calibration));
         }
 
         return results;

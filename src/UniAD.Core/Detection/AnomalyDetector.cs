@@ -534,18 +534,20 @@ public sealed partial class AnomalyDetector : IDisposable
                 : F.interpolate(map.unsqueeze(0), new long[] { size.Height, size.Width }, mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
             var values = resized.cpu().contiguous().data<float>().ToArray();
             var data = new AnomalyMapData(size.Width, size.Height, values);
-            byte[]? mask = calibration?.PixelThreshold is { } pt ? data.Threshold(pt) : null;
-            results.Add(new AnomalyResult(
-                i < names.Count ? names[i] : null,
-                score,
-                calibration?.NormalizeImageScore(score),
-                calibration is null ? null : score >= calibration.ImageThreshold,
-                data,
-                mask));
+            results.Add(Result(i < names.Count ? names[i] : null, score, data, calibration));
         }
 
         return results;
     }
+
+    /// <summary>A result with the calibration's normalised score, label and pixel mask (none without calibration).</summary>
+    private static AnomalyResult Result(string? name, double score, AnomalyMapData data, Calibration? calibration) =>
+        new(name,
+            score,
+            calibration?.NormalizeImageScore(score),
+            calibration is null ? null : score >= calibration.ImageThreshold,
+            data,
+            calibration?.PixelThreshold is { } pt ? data.Threshold(pt) : null);
 
     private static RgbImage ToRgb(SKBitmap bitmap)
     {
