@@ -306,10 +306,10 @@ int Import(Options o)
 }
 
 // --tile N (the tile = the network input, N x N), --tile-stride S or H,W, --resize-width W or --resize HxW,
-// --tile-placement shift|spread; any of them turns tiling on. Evaluate, score and calibrate read it from the model.
+// --tile-placement shift|spread, --tile-margin M; any of them turns tiling on. Evaluate, score and calibrate read it from the model.
 TilingOptions? Tiling(Options o, ref int input)
 {
-    if (o.Get("tile") is null && o.Get("tile-stride") is null && o.Get("resize-width") is null && o.Get("resize") is null && o.Get("tile-placement") is null)
+    if (o.Get("tile") is null && o.Get("tile-stride") is null && o.Get("resize-width") is null && o.Get("resize") is null && o.Get("tile-placement") is null && o.Get("tile-margin") is null)
     {
         return null;
     }
@@ -347,7 +347,7 @@ TilingOptions? Tiling(Options o, ref int input)
         "spread" => TilePlacement.Spread,
         var other => throw new UsageException($"--tile-placement is shift or spread, got '{other}'"),
     };
-    return new TilingOptions { Stride = stride, ResizeWidth = o.Get("resize-width") is null ? null : o.Int("resize-width", 0), ResizeTo = resize, Placement = placement };
+    return new TilingOptions { Stride = stride, ResizeWidth = o.Get("resize-width") is null ? null : o.Int("resize-width", 0), ResizeTo = resize, Placement = placement, Margin = o.Int("tile-margin", 0) };
 }
 
 void DescribeTiling(AnomalyDetector detector)
@@ -430,7 +430,7 @@ static void Usage()
                           [--budget 30m] [--schedule step|cosine|onecycle] [--warmup 0.05]
                           Validation (best checkpoint) and calibration use --validation SOURCE (F1-max when it has
                           defects) or else the held-out normal training images (false-alarm rate --rate); never the test split.
-                          [--tile 224] [--tile-stride 160|H,W] [--resize-width 448 | --resize HxW] [--tile-placement shift|spread]
+                          [--tile 224] [--tile-stride 160|H,W] [--resize-width 448 | --resize HxW] [--tile-placement shift|spread] [--tile-margin 16]
                           (tiling: high-resolution images cut into overlapping input-size tiles; saved with the model)
           uniad evaluate  --model MODEL --data SOURCE [--markdown FILE] [--json FILE] [--heatmaps DIR]
           uniad score     --model MODEL IMAGE|FOLDER... [--heatmaps DIR]

@@ -142,7 +142,7 @@ public sealed partial class AnomalyDetector
             }
         }
 
-        return Tiler.Stitch(cat(maps, 0), grid).MoveToOuterDisposeScope();
+        return Tiler.Stitch(cat(maps, 0), grid, Options.Tiling!.Margin).MoveToOuterDisposeScope();
     }
 
     /// <summary>The sample's mask at the working size (1 x 1 x H x W, 0 or 1), following the loader's rules.</summary>

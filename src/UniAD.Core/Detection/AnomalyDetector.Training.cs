@@ -88,8 +88,10 @@ public sealed partial class AnomalyDetector
         MetricsReport? validation = null;
         double? best = null, bestLoss = null;
         string? lastCheckpoint = null;
+        bool replan = options.TimeBudget is not null && firstEpoch == 1;
         for (int epoch = firstEpoch; epoch <= plan.Epochs; epoch++)
         {
+            var epochStart = clock.Elapsed;
             reconstruction.ReseedNoise(EpochSeed(options.Seed, epoch));
             Model.train();
             double sum = 0;
@@ -126,6 +128,11 @@ public sealed partial class AnomalyDetector
             losses.Add(epochLoss);
             logger.LogDebug("Epoch {Epoch}/{Epochs}: loss {Loss:G6}, lr {Lr:G3}.", epoch, plan.Epochs, epochLoss, optimizer.LearningRate);
             stop = StopAfterEpoch(epoch, plan.Epochs, options, heldOut, clock, progress, optimizer.LearningRate, cancellationToken);
+            if (replan && stop is null)
+            {
+                plan = Replan(options, plan, steps, clock.Elapsed - epochStart, clock.Elapsed);
+                replan = false;
+            }
 
             bool last = epoch == plan.Epochs || stop is not null;
             if (options.Validation is { } validationSource && (last || (options.EvaluateEvery > 0 && epoch % options.EvaluateEvery == 0)))
@@ -252,6 +259,33 @@ public sealed partial class AnomalyDetector
 
         return (epochs, total);
     }
+
+    /// <summary>
+    /// A time budget's plan fixed again after the first epoch from that epoch's measured duration (training steps and
+    /// the held-out loss together), which the probe steps only estimate: the epochs that fit into the time left, at
+    /// least one more than done and at most <see cref="TrainingOptions.Epochs"/>. The schedule runs over the new
+    /// total from the second epoch on (the first epoch's rates came from the probe's plan); checkpoints store it.
+    /// </summary>
+    private (int Epochs, long TotalSteps) Replan(TrainingOptions options, (int Epochs, long TotalSteps) plan, int steps, TimeSpan firstEpoch, TimeSpan elapsed)
+    {
+        double left = (options.TimeBudget!.Value - elapsed).TotalSeconds;
+        int epochs = EpochsThatFit(options.TimeBudget.Value, firstEpoch, elapsed, options.Epochs);
+        if (epochs == plan.Epochs)
+        {
+            return plan;
+        }
+
+        long total = (long)epochs * steps;
+        ScheduleTotalSteps = total;
+        logger.LogInformation(
+            "Time budget {Budget}: the first epoch took {Epoch:F0} s; {Left:F0} s are left: re-planned {Epochs} epochs = {Total} steps (was {Old}).",
+            options.TimeBudget, firstEpoch.TotalSeconds, left, epochs, total, plan.Epochs);
+        return (epochs, total);
+    }
+
+    /// <summary>The epochs of a budget after a first epoch of <paramref name="firstEpoch"/> ending at <paramref name="elapsed"/>: 1 + the whole epochs that fit into the time left, at most <paramref name="cap"/>.</summary>
+    internal static int EpochsThatFit(TimeSpan budget, TimeSpan firstEpoch, TimeSpan elapsed, int cap) =>
+        (int)Math.Clamp(1 + Math.Floor((budget - elapsed).TotalSeconds / Math.Max(firstEpoch.TotalSeconds, 1e-3)), 1, cap);
 
     /// <summary>
     /// Seconds per training step, measured on the first batches of epoch 1 (at most <see cref="TrainingOptions.BudgetProbeSteps"/>,

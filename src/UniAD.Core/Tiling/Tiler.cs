@@ -80,15 +80,26 @@ public static class Tiler
         return stack(tiles).MoveToOuterDisposeScope();
     }
 
+    /// <summary>The weight of a tile's interior margin (<see cref="TilingOptions.Margin"/>) in <see cref="Stitch"/>, against 1 elsewhere.</summary>
+    public const double MarginWeight = 1e-3;
+
     /// <summary>
     /// Stitches tile maps (N x h x w or N x 1 x h x w, row-major as <see cref="TileGrid.Tiles"/>) into one
-    /// H x W float32 map of the grid's image size; where tiles overlap their values are averaged.
+    /// H x W float32 map of the grid's image size; where tiles overlap their values are averaged, each tile's
+    /// pixels within <paramref name="margin"/> of a border that lies inside the image weighted
+    /// <see cref="MarginWeight"/> and all others 1 (margin 0: the plain mean). A pixel that only margins cover
+    /// gets their mean.
     /// </summary>
-    /// <exception cref="ArgumentException">The maps do not match the grid.</exception>
-    public static Tensor Stitch(Tensor maps, TileGrid grid)
+    /// <exception cref="ArgumentException">The maps do not match the grid, or the margin is negative or not below half a tile.</exception>
+    public static Tensor Stitch(Tensor maps, TileGrid grid, int margin = 0)
     {
         ArgumentNullException.ThrowIfNull(maps);
         ArgumentNullException.ThrowIfNull(grid);
+        if (margin < 0 || 2 * margin >= Math.Min(grid.TileSize.Height, grid.TileSize.Width))
+        {
+            throw new ArgumentException($"margin = {margin} must lie in 0..{(Math.Min(grid.TileSize.Height, grid.TileSize.Width) - 1) / 2} for tiles of {grid.TileSize}.", nameof(margin));
+        }
+
         using var scope = NewDisposeScope();
         var m = maps.dim() == 4 && maps.shape[1] == 1 ? maps.squeeze(1) : maps;
         if (m.dim() != 3 || m.shape[0] != grid.Count || m.shape[1] != grid.TileSize.Height || m.shape[2] != grid.TileSize.Width)
@@ -98,14 +109,30 @@ public static class Tiler
 
         m = m.to(float64);
         var sum = zeros(new long[] { grid.ImageSize.Height, grid.ImageSize.Width }, float64, m.device);
-        var count = zeros(new long[] { grid.ImageSize.Height, grid.ImageSize.Width }, float64, m.device);
+        var weights = zeros(new long[] { grid.ImageSize.Height, grid.ImageSize.Width }, float64, m.device);
         int i = 0;
         foreach (var t in grid.Tiles)
         {
-            sum.narrow(0, t.Y, t.Height).narrow(1, t.X, t.Width).PlusInPlace(m[i++]);
-            count.narrow(0, t.Y, t.Height).narrow(1, t.X, t.Width).PlusScalarInPlace(1.0);
+            using var tileScope = NewDisposeScope();
+            var w = margin == 0
+                ? ones(new long[] { t.Height, t.Width }, float64, m.device)
+                : outer(AxisWeights(t.Height, margin, t.Y > 0, t.Y + t.Height < grid.ImageSize.Height, m.device), AxisWeights(t.Width, margin, t.X > 0, t.X + t.Width < grid.ImageSize.Width, m.device));
+            sum.narrow(0, t.Y, t.Height).narrow(1, t.X, t.Width).PlusInPlace(m[i++] * w);
+            weights.narrow(0, t.Y, t.Height).narrow(1, t.X, t.Width).PlusInPlace(w);
         }
 
-        return sum.div_(count).to(float32).MoveToOuterDisposeScope();
+        return sum.div_(weights).to(float32).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>1 along a tile's side, <see cref="MarginWeight"/> within <paramref name="margin"/> of an end that lies inside the image.</summary>
+    private static Tensor AxisWeights(int length, int margin, bool startInside, bool endInside, Device device)
+    {
+        var w = new double[length];
+        for (int p = 0; p < length; p++)
+        {
+            w[p] = (startInside && p < margin) || (endInside && p >= length - margin) ? MarginWeight : 1.0;
+        }
+
+        return tensor(w, ScalarType.Float64, device);
     }
 }

@@ -46,6 +46,16 @@ public sealed record TilingOptions
     /// <summary>Largest number of tiles per image; images that would need more are refused as bad input.</summary>
     public int MaxTilesPerImage { get; init; } = 4096;
 
+    /// <summary>
+    /// Pixels along each tile border that lies inside the image (not on the image's own border) whose map values
+    /// give way to the neighbouring tile's where tiles overlap (weight <see cref="Tiler.MarginWeight"/> against 1 in
+    /// the stitch). A tile's map is least reliable near its borders (zero-padded convolutions, fewer neighbours for
+    /// attention), which shows as a grid of seams when tiles are simply averaged. Choose
+    /// <see cref="Stride"/> = tile − 2 x margin so that every interior margin lies over a neighbour's centre.
+    /// Default 0: plain averaging. Must be below half the tile's side.
+    /// </summary>
+    public int Margin { get; init; }
+
     /// <summary>The stride actually used for tiles of <paramref name="tileSize"/>.</summary>
     public GridSize StrideFor(GridSize tileSize) => Stride ?? tileSize;
 
@@ -96,6 +106,11 @@ public sealed record TilingOptions
         if (MaxTilesPerImage <= 0)
         {
             throw new ArgumentException($"{nameof(MaxTilesPerImage)} = {MaxTilesPerImage} must be positive.", nameof(MaxTilesPerImage));
+        }
+
+        if (Margin < 0 || 2 * Margin >= Math.Min(tileSize.Height, tileSize.Width))
+        {
+            throw new ArgumentException($"{nameof(Margin)} = {Margin} must lie in 0..{(Math.Min(tileSize.Height, tileSize.Width) - 1) / 2} (below half the tile size {tileSize}).", nameof(Margin));
         }
     }
 

@@ -40,14 +40,22 @@ public sealed class TrainingPresetTests
         var o = detector.Options;
         Assert.Equal("resnet18", o.Backbone);
         Assert.Equal(new[] { 1, 2, 3 }, o.BackboneLayers);
-        Assert.Equal(new GridSize(224, 224), o.InputSize);
+        Assert.Equal(new GridSize(256, 256), o.InputSize);
         Assert.Equal(64 + 128 + 256, o.Reconstruction.InputChannels);
-        Assert.Equal(new GridSize(14, 14), o.Reconstruction.FeatureSize);
+        Assert.Equal(new GridSize(16, 16), o.Reconstruction.FeatureSize);
         Assert.Equal(new GridSize(7, 7), o.Reconstruction.NeighborSize);
-        Assert.Equal(256, o.Reconstruction.HiddenDim);
-        Assert.Equal(4, o.Reconstruction.NumEncoderLayers);
-        Assert.Equal(4, o.Reconstruction.NumDecoderLayers);
+        Assert.Equal(128, o.Reconstruction.HiddenDim);
+        Assert.Equal(2, o.Reconstruction.NumEncoderLayers);
+        Assert.Equal(2, o.Reconstruction.NumDecoderLayers);
         Assert.Equal(20, o.Reconstruction.FeatureJitter!.Scale);
+
+        // Tiles of 256 every 192 pixels with a 32-pixel margin, every image 448 wide first:
+        // a 500 x 1250 part becomes 448 x 1120 in 2 x 6 tiles.
+        var tiling = o.Tiling!;
+        Assert.Equal(448, tiling.ResizeWidth);
+        Assert.Equal(new GridSize(192, 192), tiling.Stride);
+        Assert.Equal(32, tiling.Margin);
+        Assert.Equal(12, tiling.GridFor(new GridSize(1250, 500), o.InputSize).Count);
     }
 
     [Theory]

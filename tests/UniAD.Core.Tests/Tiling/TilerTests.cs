@@ -36,6 +36,34 @@ public sealed class TilerTests
     }
 
     [Fact]
+    public void Interior_margins_give_way_to_the_neighbouring_tile()
+    {
+        // A 4 x 6 image, 4 x 4 tiles every 2 columns: tile 0 covers columns 0-3 (constant 1), tile 1 columns 2-5
+        // (constant 3). With margin 1, tile 0's column 3 and tile 1's column 2 lie on interior borders; the rows
+        // and the image's own left and right borders are not interior.
+        using var scope = NewDisposeScope();
+        var grid = TileGrid.Create(new GridSize(4, 6), new GridSize(4, 4), new GridSize(4, 2));
+        Assert.Equal(2, grid.Count);
+        var maps = stack(new[] { full(new long[] { 4, 4 }, 1f, float32), full(new long[] { 4, 4 }, 3f, float32) });
+        const double eps = Tiler.MarginWeight;
+        var expectedRow = new[] { 1.0, 1.0, (1 + (3 * eps)) / (1 + eps), (eps + 3) / (1 + eps), 3.0, 3.0 };
+        var stitched = Tiler.Stitch(maps, grid, margin: 1).data<float>().ToArray();
+        for (int y = 0; y < 4; y++)
+        {
+            for (int x = 0; x < 6; x++)
+            {
+                Assert.Equal(expectedRow[x], stitched[(y * 6) + x], 5);
+            }
+        }
+
+        // Margin 0 is the plain mean; a margin of half a tile or more is refused, naming the value.
+        Assert.Equal(new[] { 1f, 1f, 2f, 2f, 3f, 3f }, Tiler.Stitch(maps, grid).data<float>().ToArray().Take(6));
+        Assert.Contains("margin = 2", Assert.Throws<ArgumentException>(() => Tiler.Stitch(maps, grid, margin: 2)).Message);
+        Assert.Contains("Margin = 2", Assert.Throws<ArgumentException>(() => new TilingOptions { Margin = 2 }.Validate(new GridSize(4, 4))).Message);
+        Assert.Contains("Margin = -1", Assert.Throws<ArgumentException>(() => new TilingOptions { Margin = -1 }.Validate(new GridSize(4, 4))).Message);
+    }
+
+    [Fact]
     public void Stitching_is_the_exact_inverse_of_cutting()
     {
         using var scope = NewDisposeScope();
