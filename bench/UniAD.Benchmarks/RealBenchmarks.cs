@@ -158,14 +158,15 @@ internal static class RealBenchmarks
             }
 
             Console.WriteLine(string.Create(Invariant, $"test-curve (TEST split, up to {CurveImagesPerClass} images per class; for the learning-curve figure only, not for model selection):"));
-            Console.WriteLine("| epoch | minutes | image AUROC | pixel AUROC |");
-            Console.WriteLine("|---:|---:|---:|---:|");
+            Console.WriteLine($"| epoch | minutes | image AUROC | pixel AUROC |{string.Concat(realClasses.Select(c => $" {c} image / pixel |"))}");
+            Console.WriteLine($"|---:|---:|---:|---:|{string.Concat(realClasses.Select(_ => "---:|"))}");
             var finalPoint = snapshots.Count > 0 && snapshots[^1].Epoch == result.EpochsCompleted ? Array.Empty<(TimeSpan, int, string)>() : new[] { (result.Duration, result.EpochsCompleted, "") };
             foreach (var (elapsed, epoch, path) in snapshots.Concat(finalPoint))
             {
                 using var snapshot = path.Length == 0 ? null : AnomalyDetector.Load(path);
                 var report = (snapshot ?? detector).Evaluate(curveTest);
-                Console.WriteLine(string.Create(Invariant, $"| {epoch} | {elapsed.TotalMinutes:F2} | {report.Mean[imageKey]:F3} | {report.Mean[MetricKeys.PixelAuroc]:F3} |"));
+                var perReal = string.Concat(report.Classes.Where(c => realClasses.Contains(c.Name)).Select(c => string.Create(Invariant, $" {Get(c.Values, imageKey):F3} / {Get(c.Values, MetricKeys.PixelAuroc):F3} |")));
+                Console.WriteLine(string.Create(Invariant, $"| {epoch} | {elapsed.TotalMinutes:F2} | {report.Mean[imageKey]:F3} | {report.Mean[MetricKeys.PixelAuroc]:F3} |{perReal}"));
             }
 
             var calibration = detector.Calibrate(heldOut, new CalibrationOptions { Method = CalibrationMethod.FalseAlarmRate, FalseAlarmRate = 0.01 });
