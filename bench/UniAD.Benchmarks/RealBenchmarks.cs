@@ -11,7 +11,8 @@ using UniAD.Core.Metrics;
 /// Prints the plan, the held-out (validation) loss curve, an explicitly labelled test curve, the per-class test
 /// table and one <c>real CLASS image-auroc X pixel-auroc Y</c> line per real class. Runs only with <c>--only real</c>.
 /// Options: [--data-root DIR] [--classes a,b] [--minutes N] [--backbone NAME] [--recipe cpu|paper] [--weights FILE]
-/// [--curve-points N] [--seed N] [--width N] [--layers N] (the last two shrink the network to check the code path quickly).
+/// [--curve-points N] [--seed N] [--width N] [--layers N] (the last two shrink the network to check the code path quickly)
+/// [--save FILE] (keeps the calibrated detector, for looking at its maps afterwards).
 /// </summary>
 internal static class RealBenchmarks
 {
@@ -171,6 +172,12 @@ internal static class RealBenchmarks
 
             var calibration = detector.Calibrate(heldOut, new CalibrationOptions { Method = CalibrationMethod.FalseAlarmRate, FalseAlarmRate = 0.01 });
             Console.WriteLine(string.Create(Invariant, $"calibration on the held-out normal images (1 % false alarms): image threshold {calibration.ImageThreshold:G5}, pixel threshold {calibration.PixelThreshold?.ToString("G5", Invariant) ?? "none"}"));
+
+            if (text("--save") is { } savePath)
+            {
+                detector.Save(savePath);
+                Console.WriteLine($"saved the calibrated detector to {savePath}");
+            }
 
             var evaluation = Stopwatch.StartNew();
             var final = detector.Evaluate(test);
