@@ -6,7 +6,8 @@ namespace UniAD.Core;
 public readonly record struct GridSize(int Height, int Width)
 {
     /// <summary>Height x width: the number of positions (tokens) of a map of this size.</summary>
-    public int Count => Height * Width;
+    /// <exception cref="OverflowException">The product does not fit an int (sizes are validated long before that).</exception>
+    public int Count => checked(Height * Width);
 
     /// <inheritdoc />
     public override string ToString() => $"{Height}x{Width}";

@@ -1,4 +1,5 @@
 using SkiaSharp;
+using UniAD.Core.Files;
 
 namespace UniAD.Core.Data;
 

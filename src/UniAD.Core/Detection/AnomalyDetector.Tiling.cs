@@ -67,6 +67,7 @@ public sealed partial class AnomalyDetector
             using var scope = NewDisposeScope();
             var working = Tiler.WorkingImage(image, tiling, Options.InputSize, name ?? "image");
             var map = StitchedMap(WorkingTensor(working), TileGridOf(working), ScoringTileBatch, CancellationToken.None);
+            RequireFinite(map.unsqueeze(0), new[] { name });
             double score = ImageScore(map);
             var resized = image.Height == map.shape[0] && image.Width == map.shape[1]
                 ? map

@@ -17,17 +17,20 @@ public sealed partial class AnomalyDetector
     /// writes checkpoints (atomically) and resumes from one. Cancellation stops at the next step and throws
     /// <see cref="OperationCanceledException"/>; the last checkpoint on disk stays intact and loadable.
     /// </summary>
-    /// <exception cref="ArgumentException">Invalid options.</exception>
-    /// <exception cref="InvalidOperationException">No normal training image, or a resume checkpoint of another architecture.</exception>
+    /// <exception cref="ArgumentException">Invalid options, or a resume checkpoint that has already trained <see cref="TrainingOptions.Epochs"/> epochs.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder of <see cref="TrainingOptions.CheckpointPath"/> does not exist (checked before anything is trained).</exception>
+    /// <exception cref="FileNotFoundException"><see cref="TrainingOptions.ResumeFrom"/> does not exist.</exception>
+    /// <exception cref="InvalidDataException">No normal training image, or a resume checkpoint of another architecture or without optimizer state.</exception>
     public TrainingResult Train(IImageSource train, TrainingOptions? options = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(train);
         options ??= new TrainingOptions();
         options.Validate();
+        CheckPaths(options);
         var normal = train is ImageSource concrete ? concrete.Where(s => s.Label == 0) : new ImageSource(train.Name, train.Samples.Where(s => s.Label == 0));
         if (normal.Samples.Count == 0)
         {
-            throw new InvalidOperationException($"'{train.Name}' has no normal (label 0) image to train on.");
+            throw new InvalidDataException($"'{train.Name}' has no normal (label 0) image to train on.");
         }
 
         lock (gate)
@@ -51,7 +54,13 @@ public sealed partial class AnomalyDetector
         if (options.ResumeFrom is { } resume)
         {
             firstEpoch = DetectorCheckpoint.Resume(this, resume, optimizer) + 1;
-            EpochsTrained = firstEpoch - 1; // also when no epoch is left to train
+            EpochsTrained = firstEpoch - 1;
+            if (firstEpoch > options.Epochs)
+            {
+                // Nothing would be trained and nothing written: say so rather than return as if it had been.
+                throw new ArgumentException($"'{resume}' has already trained {firstEpoch - 1} epochs and Epochs = {options.Epochs}: nothing is left to train. Raise Epochs to continue training.", nameof(options));
+            }
+
             logger.LogInformation("Resuming from {Checkpoint} at epoch {Epoch}.", resume, firstEpoch);
         }
 
@@ -88,6 +97,7 @@ public sealed partial class AnomalyDetector
         MetricsReport? validation = null;
         double? best = null, bestLoss = null;
         string? lastCheckpoint = null;
+        string? validationFailure = null;
         bool replan = options.TimeBudget is not null && firstEpoch == 1;
         for (int epoch = firstEpoch; epoch <= plan.Epochs; epoch++)
         {
@@ -135,41 +145,49 @@ public sealed partial class AnomalyDetector
             }
 
             bool last = epoch == plan.Epochs || stop is not null;
-            if (options.Validation is { } validationSource && (last || (options.EvaluateEvery > 0 && epoch % options.EvaluateEvery == 0)))
-            {
-                progress?.Report(new TrainingProgress("evaluation", epoch, plan.Epochs, 0, 0, epochLoss, optimizer.LearningRate, clock.Elapsed));
-                bool improved;
-                if (validationSource.Samples.Any(s => s.IsAnomalous))
-                {
-                    validation = Evaluate(validationSource, cancellationToken: cancellationToken); // the lock is re-entrant on this thread
-                    double pixelAuroc = validation.Mean.TryGetValue(MetricKeys.PixelAuroc, out var v) ? v : double.NaN;
-                    logger.LogInformation("Epoch {Epoch}: validation mean pixel AUROC {Auroc:F4}.", epoch, pixelAuroc);
-                    improved = !double.IsNaN(pixelAuroc) && (best is null || pixelAuroc > best);
-                    best = improved ? pixelAuroc : best;
-                }
-                else
-                {
-                    // Normal validation images only (e.g. held out from training): no AUROC exists; the lowest
-                    // validation reconstruction loss is the best.
-                    double loss = normalValidation!.Measure(this, options.BatchSize, epoch, clock.Elapsed, cancellationToken);
-                    logger.LogInformation("Epoch {Epoch}: validation loss {Loss:G6} on {Images} normal images.", epoch, loss, validationSource.Samples.Count);
-                    improved = bestLoss is null || loss < bestLoss;
-                    bestLoss = improved ? loss : bestLoss;
-                }
 
-                if (improved)
-                {
-                    if (options.CheckpointPath is { } path)
-                    {
-                        DetectorCheckpoint.Save(this, BestPath(path), optimizer);
-                    }
-                }
-            }
-
+            // The checkpoint first: a validation that fails (a bad image) must not cost the epoch's model.
             if (options.CheckpointPath is { } checkpoint && (last || (options.CheckpointEvery > 0 && epoch % options.CheckpointEvery == 0)))
             {
                 DetectorCheckpoint.Save(this, checkpoint, optimizer);
                 lastCheckpoint = checkpoint;
+            }
+
+            if (validationFailure is null && options.Validation is { } validationSource && (last || (options.EvaluateEvery > 0 && epoch % options.EvaluateEvery == 0)))
+            {
+                bool improved = false;
+                try
+                {
+                    progress?.Report(new TrainingProgress("evaluation", epoch, plan.Epochs, 0, 0, epochLoss, optimizer.LearningRate, clock.Elapsed));
+                    if (validationSource.Samples.Any(s => s.IsAnomalous))
+                    {
+                        validation = Evaluate(validationSource, cancellationToken: cancellationToken); // the lock is re-entrant on this thread
+                        double pixelAuroc = validation.Mean.TryGetValue(MetricKeys.PixelAuroc, out var v) ? v : double.NaN;
+                        logger.LogInformation("Epoch {Epoch}: validation mean pixel AUROC {Auroc:F4}.", epoch, pixelAuroc);
+                        improved = !double.IsNaN(pixelAuroc) && (best is null || pixelAuroc > best);
+                        best = improved ? pixelAuroc : best;
+                    }
+                    else
+                    {
+                        // Normal validation images only (e.g. held out from training): no AUROC exists; the lowest
+                        // validation reconstruction loss is the best.
+                        double loss = normalValidation!.Measure(this, options.BatchSize, epoch, clock.Elapsed, cancellationToken);
+                        logger.LogInformation("Epoch {Epoch}: validation loss {Loss:G6} on {Images} normal images.", epoch, loss, validationSource.Samples.Count);
+                        improved = bestLoss is null || loss < bestLoss;
+                        bestLoss = improved ? loss : bestLoss;
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or InvalidDataException or ArgumentException)
+                {
+                    // Reported, not thrown: training goes on and its model is kept; validation is not retried.
+                    validationFailure = $"epoch {epoch}: {ex.Message}";
+                    logger.LogError(ex, "Validation failed at epoch {Epoch} ({Message}); training goes on without validation and the checkpoint is kept.", epoch, ex.Message);
+                }
+
+                if (improved && options.CheckpointPath is { } path)
+                {
+                    DetectorCheckpoint.Save(this, BestPath(path), optimizer);
+                }
             }
 
             if (stop is not null)
@@ -185,7 +203,31 @@ public sealed partial class AnomalyDetector
             PlannedEpochs = plan.Epochs,
             HeldOutLosses = heldOut?.Losses ?? (IReadOnlyList<HeldOutLoss>)Array.Empty<HeldOutLoss>(),
             BestHeldOutEpoch = heldOut?.BestEpoch,
+            ValidationFailure = validationFailure,
         };
+    }
+
+    /// <summary>Every path of the options checked before the first epoch, so a typo never costs a training run.</summary>
+    private static void CheckPaths(TrainingOptions options)
+    {
+        if (options.CheckpointPath is { } checkpoint)
+        {
+            var folder = Path.GetDirectoryName(Path.GetFullPath(checkpoint))!;
+            if (!Directory.Exists(folder))
+            {
+                throw new DirectoryNotFoundException($"CheckpointPath '{checkpoint}': the folder '{folder}' does not exist (checked before training).");
+            }
+
+            if (Directory.Exists(checkpoint))
+            {
+                throw new IOException($"CheckpointPath '{checkpoint}' is a folder; name a file.");
+            }
+        }
+
+        if (options.ResumeFrom is { } resume && !File.Exists(resume))
+        {
+            throw new FileNotFoundException($"ResumeFrom '{resume}' does not exist.", resume);
+        }
     }
 
     /// <summary>The file the best validation checkpoint goes to: <c>name.best.ext</c> beside <paramref name="path"/>.</summary>
@@ -418,7 +460,7 @@ public sealed partial class AnomalyDetector
             var normal = new ImageSource(source.Name, source.Samples.Where(s => s.Label == 0));
             if (normal.Samples.Count == 0)
             {
-                throw new InvalidOperationException($"The held-out source '{source.Name}' has no normal (label 0) image.");
+                throw new InvalidDataException($"The held-out source '{source.Name}' has no normal (label 0) image.");
             }
 
             var samples = detector.TrainingImages(normal, options.OnBadInput);

@@ -18,9 +18,18 @@ namespace UniAD.Core.Detection;
 /// trained on. Built by <see cref="AnomalyDetectorBuilder"/> or loaded with <see cref="Load"/>.
 /// </summary>
 /// <remarks>
-/// Thread safety: every public operation takes one lock, so the detector may be shared between threads;
+/// <para>Thread safety: every public operation takes one lock, so the detector may be shared between threads;
 /// scoring calls from several threads run one after another (libtorch already uses every core within a
-/// call). Training, calibration and evaluation also take the lock.
+/// call). Calibration and evaluation take the lock per batch; the tensor model is reachable only through
+/// <see cref="UseModel{T}"/>, under the lock.</para>
+/// <para>Training holds the lock for the whole run (the weights change at every step), so an instance being
+/// trained does not score meanwhile. The supported pattern for a service: score with one instance, train
+/// another (or load a new checkpoint), then swap the scoring instance and dispose the old one once its calls
+/// have finished (UniAD.Hosting's <c>AnomalyDetectorProvider</c> does exactly this).</para>
+/// <para>Errors: every documented failure is an <see cref="InvalidDataException"/> (bad data or model file),
+/// an <see cref="IOException"/> (files: <see cref="FileNotFoundException"/>, <see cref="ImageFileException"/>)
+/// or an <see cref="ArgumentException"/> (bad options or input), or derives from one; misuse (a used builder,
+/// a disposed detector) is an <see cref="InvalidOperationException"/>.</para>
 /// </remarks>
 public sealed partial class AnomalyDetector : IDisposable
 {
@@ -44,8 +53,88 @@ public sealed partial class AnomalyDetector : IDisposable
     /// <summary>The detector's configuration.</summary>
     public DetectorOptions Options { get; }
 
-    /// <summary>The underlying tensor model (backbone, neck, reconstruction).</summary>
-    public UniADModel Model { get; }
+    /// <summary>
+    /// The underlying tensor model (backbone, neck, reconstruction). Internal: every use from outside goes through
+    /// <see cref="UseModel{T}"/>, which holds the detector's lock, so no caller can change weights under a running score.
+    /// </summary>
+    internal UniADModel Model { get; }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on the underlying tensor model (backbone, neck, reconstruction) under the detector's
+    /// lock: no scoring, training or calibration runs meanwhile. Do not keep the model or its tensors beyond the call.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The detector was disposed.</exception>
+    public T UseModel<T>(Func<UniADModel, T> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            return action(Model);
+        }
+    }
+
+    /// <summary>
+    /// Sets the decision thresholds by hand (<see cref="CalibrationMethod.Manual"/>), keeping the score normalisation
+    /// of an existing calibration (without one, the normalised score is 1 at or above the threshold, else 0). Stored
+    /// with the model by <see cref="Save"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A threshold is not finite.</exception>
+    public Calibration SetThresholds(double imageThreshold, double? pixelThreshold = null)
+    {
+        if (!double.IsFinite(imageThreshold) || (pixelThreshold is { } p && !double.IsFinite(p)))
+        {
+            throw new ArgumentException($"Thresholds must be finite; got image {imageThreshold}, pixel {pixelThreshold}.");
+        }
+
+        lock (gate)
+        {
+            var old = Calibration;
+            double pixel = pixelThreshold ?? imageThreshold;
+            Calibration = new Calibration(
+                CalibrationMethod.Manual,
+                imageThreshold,
+                Math.Min(old?.ImageMin ?? imageThreshold, imageThreshold),
+                Math.Max(old?.ImageMax ?? imageThreshold, imageThreshold),
+                pixelThreshold,
+                Math.Min(old?.PixelMin ?? pixel, pixel),
+                Math.Max(old?.PixelMax ?? pixel, pixel),
+                Math.Max(1, old?.Images ?? 1))
+            {
+                ImageSensitivity = old?.ImageSensitivity ?? 0.5,
+                PixelSensitivity = old?.PixelSensitivity ?? 0.5,
+            };
+            return Calibration;
+        }
+    }
+
+    /// <summary>
+    /// Sets the sensitivities (each in [0, 1]; 0.5 = the calibrated thresholds; higher flags more) of the current
+    /// calibration, as anomalib's post-processor does. Stored with the model by <see cref="Save"/>.
+    /// </summary>
+    /// <param name="image">Image sensitivity.</param>
+    /// <param name="pixel">Pixel sensitivity (default: the image one).</param>
+    /// <exception cref="ArgumentOutOfRangeException">A sensitivity is outside [0, 1].</exception>
+    /// <exception cref="InvalidOperationException">The detector has no calibration or thresholds yet.</exception>
+    public Calibration SetSensitivity(double image, double? pixel = null)
+    {
+        if (!(image >= 0 && image <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(image), image, "A sensitivity lies in [0, 1].");
+        }
+
+        if (pixel is { } p && !(p >= 0 && p <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(pixel), pixel, "A sensitivity lies in [0, 1].");
+        }
+
+        lock (gate)
+        {
+            var old = Calibration ?? throw new InvalidOperationException("Calibrate the detector (or SetThresholds) before setting a sensitivity.");
+            Calibration = old with { ImageSensitivity = image, PixelSensitivity = pixel ?? image };
+            return Calibration;
+        }
+    }
 
     /// <summary>The device the model runs on.</summary>
     public Device Device { get; }
@@ -60,7 +149,9 @@ public sealed partial class AnomalyDetector : IDisposable
     public PreprocessOptions Preprocess => new() { InputSize = Options.InputSize, Mean = Options.PixelMean, Std = Options.PixelStd };
 
     /// <summary>Scores an image file.</summary>
-    /// <exception cref="ImageFileException">The file is missing, empty, corrupt or too large.</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ImageFileException">The file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
+    /// <exception cref="InvalidDataException">The model produced a non-finite map (its weights hold NaN or infinity).</exception>
     public AnomalyResult Score(string imagePath)
     {
         ArgumentException.ThrowIfNullOrEmpty(imagePath);
@@ -89,12 +180,20 @@ public sealed partial class AnomalyDetector : IDisposable
     }
 
     /// <summary>Scores many image files, <paramref name="batchSize"/> at a time; the results keep the input order.</summary>
-    /// <exception cref="ImageFileException">A file is missing, empty, corrupt or too large.</exception>
+    /// <exception cref="FileNotFoundException">A file does not exist (the first such file in input order, not wrapped).</exception>
+    /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large (the first such file in input order, not wrapped).</exception>
     public IReadOnlyList<AnomalyResult> ScoreBatch(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default) =>
         ScoreStream(imagePaths, batchSize, cancellationToken).ToList();
 
-    /// <summary>Scores image files lazily, <paramref name="batchSize"/> at a time, yielding each result as its batch completes. Memory stays flat however many images are scored.</summary>
+    /// <summary>
+    /// Scores image files lazily, <paramref name="batchSize"/> at a time, yielding each result as its batch completes.
+    /// Memory stays flat however many images are scored. A file that cannot be read stops the enumeration with its
+    /// own exception (the results of earlier batches have been yielded); to go on past bad files, score each file
+    /// with <see cref="Score(string)"/> and catch <see cref="IOException"/>.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The batch size is not positive.</exception>
+    /// <exception cref="FileNotFoundException">A file does not exist.</exception>
+    /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
     public IEnumerable<AnomalyResult> ScoreStream(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(imagePaths);
@@ -130,8 +229,10 @@ public sealed partial class AnomalyDetector : IDisposable
 
     /// <summary>
     /// Scores normalized images already at the network's input size (B x 3 x H x W); maps stay at that size.
+    /// Float64 and float16/bfloat16 tensors are converted to the model's float32; other dtypes are refused.
     /// </summary>
-    /// <exception cref="ArgumentException">The tensor does not have the input size.</exception>
+    /// <exception cref="ArgumentException">The tensor does not have the input size, is not floating point, or holds NaN or infinity.</exception>
+    /// <exception cref="InvalidDataException">The model produced a non-finite map (its weights hold NaN or infinity).</exception>
     public IReadOnlyList<AnomalyResult> ScoreTensor(Tensor images, IReadOnlyList<string?>? names = null)
     {
         ArgumentNullException.ThrowIfNull(images);
@@ -141,8 +242,30 @@ public sealed partial class AnomalyDetector : IDisposable
             throw new ArgumentException($"Expected normalized images B x 3 x {size.Height} x {size.Width}; got [{string.Join(", ", images.shape)}].", nameof(images));
         }
 
+        if (!images.is_floating_point())
+        {
+            throw new ArgumentException($"Expected floating-point normalized images; got dtype {images.dtype}.", nameof(images));
+        }
+
+        if (names is not null && names.Count != images.shape[0])
+        {
+            throw new ArgumentException($"{names.Count} names for {images.shape[0]} images.", nameof(names));
+        }
+
+        using var scope = NewDisposeScope();
+        var input = images.dtype == float32 ? images : images.to(float32);
+        using (var finite = isfinite(input).all(dim: 3).all(dim: 2).all(dim: 1).cpu())
+        {
+            var ok = finite.data<bool>().ToArray();
+            int bad = Array.IndexOf(ok, false);
+            if (bad >= 0)
+            {
+                throw new ArgumentException($"Image {bad}{(names?[bad] is { } n ? $" ('{n}')" : string.Empty)} of the batch holds NaN or infinity.", nameof(images));
+            }
+        }
+
         var sizes = Enumerable.Repeat(size, (int)images.shape[0]).ToArray();
-        return Run(images, sizes, names ?? new string?[sizes.Length]);
+        return Run(input, sizes, names ?? new string?[sizes.Length]);
     }
 
     /// <summary>
@@ -152,7 +275,7 @@ public sealed partial class AnomalyDetector : IDisposable
     /// (<see cref="ImageSample.HasPixelLabels"/>) count for the image threshold only. Never calibrate on the test
     /// split: use held-out normal training images (<see cref="DataSplits.HoldOutNormal"/>) or a validation set.
     /// </summary>
-    /// <exception cref="InvalidOperationException">F1-max calibration without both normal and anomalous images.</exception>
+    /// <exception cref="InvalidDataException">No image; F1-max calibration without both normal and anomalous images; false-alarm calibration with fewer than <see cref="CalibrationOptions.MinimumNormalImages"/> normal images.</exception>
     public Calibration Calibrate(IImageSource images, CalibrationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(images);
@@ -160,6 +283,11 @@ public sealed partial class AnomalyDetector : IDisposable
         if (!(options.FalseAlarmRate > 0 && options.FalseAlarmRate < 1))
         {
             throw new ArgumentOutOfRangeException(nameof(options), options.FalseAlarmRate, "The false-alarm rate must lie in (0, 1).");
+        }
+
+        if (options.MinimumNormalImages < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MinimumNormalImages, "MinimumNormalImages must be at least 1.");
         }
 
         // Normal pixels for the false-alarm quantile: a regular subsample of at most about 4 M values.
@@ -218,7 +346,7 @@ public sealed partial class AnomalyDetector : IDisposable
 
         if (scores.Count == 0)
         {
-            throw new InvalidOperationException($"No image in '{images.Name}' to calibrate with.");
+            throw new InvalidDataException($"No image in '{images.Name}' to calibrate with.");
         }
 
         double imageThreshold;
@@ -227,7 +355,7 @@ public sealed partial class AnomalyDetector : IDisposable
         {
             if (labels.All(l => l) || labels.All(l => !l))
             {
-                throw new InvalidOperationException($"F1-max calibration needs normal and anomalous images; '{images.Name}' has {labels.Count(l => l)} anomalous of {labels.Count}. Use CalibrationMethod.FalseAlarmRate with normal images only.");
+                throw new InvalidDataException($"F1-max calibration needs normal and anomalous images; '{images.Name}' has {labels.Count(l => l)} anomalous of {labels.Count}. Use CalibrationMethod.FalseAlarmRate with normal images only.");
             }
 
             imageThreshold = BinaryClassification.F1Max(scores.ToArray().AsSpan(), labels.ToArray().AsSpan()).Threshold;
@@ -237,9 +365,14 @@ public sealed partial class AnomalyDetector : IDisposable
         else
         {
             var normal = scores.Where((_, i) => !labels[i]).ToArray();
-            if (normal.Length == 0)
+            if (normal.Length < options.MinimumNormalImages)
             {
-                throw new InvalidOperationException($"False-alarm calibration needs normal images; '{images.Name}' has none.");
+                throw new InvalidDataException($"False-alarm calibration needs at least {options.MinimumNormalImages} normal images (CalibrationOptions.MinimumNormalImages); '{images.Name}' has {normal.Length}.");
+            }
+
+            if (normal.Length < Math.Ceiling(1 / options.FalseAlarmRate))
+            {
+                logger.LogWarning("False-alarm calibration at a rate of {Rate} on {Images} normal images of {Source}: fewer than 1/rate = {Needed}, so the threshold is interpolated between the highest scores and the achieved rate is uncertain. Calibrate on more normal images.", options.FalseAlarmRate, normal.Length, images.Name, Math.Ceiling(1 / options.FalseAlarmRate));
             }
 
             imageThreshold = MathNet.Numerics.Statistics.Statistics.QuantileCustom(normal, 1 - options.FalseAlarmRate, MathNet.Numerics.Statistics.QuantileDefinition.R7);
@@ -313,18 +446,23 @@ public sealed partial class AnomalyDetector : IDisposable
     /// <see cref="Calibration.Method"/> and <see cref="Calibration.Images"/> say which rule and how many images.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The rate is not in (0, 1).</exception>
-    /// <exception cref="InvalidOperationException">The validation split has no normal image.</exception>
-    public Calibration CalibrateOnValidation(IImageSource validation, double falseAlarmRate = 0.01, int batchSize = 8, CancellationToken cancellationToken = default)
+    /// <exception cref="InvalidDataException">The validation split has no normal image.</exception>
+    /// <param name="validation">The validation split (never the test split).</param>
+    /// <param name="falseAlarmRate">The false-alarm rate of the normal-only rule.</param>
+    /// <param name="batchSize">Batch size of the scoring passes.</param>
+    /// <param name="minimumNormalImages">For the normal-only rule: fewest normal images accepted (<see cref="CalibrationOptions.MinimumNormalImages"/>).</param>
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    public Calibration CalibrateOnValidation(IImageSource validation, double falseAlarmRate = 0.01, int batchSize = 8, int minimumNormalImages = CalibrationOptions.DefaultMinimumNormalImages, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(validation);
         bool anomalous = validation.Samples.Any(s => s.IsAnomalous), normal = validation.Samples.Any(s => !s.IsAnomalous);
         if (!normal)
         {
-            throw new InvalidOperationException($"The validation split '{validation.Name}' has no normal image to calibrate with.");
+            throw new InvalidDataException($"The validation split '{validation.Name}' has no normal image to calibrate with.");
         }
 
         var method = anomalous ? CalibrationMethod.F1Max : CalibrationMethod.FalseAlarmRate;
-        return Calibrate(validation, new CalibrationOptions { Method = method, FalseAlarmRate = falseAlarmRate, BatchSize = batchSize }, cancellationToken);
+        return Calibrate(validation, new CalibrationOptions { Method = method, FalseAlarmRate = falseAlarmRate, BatchSize = batchSize, MinimumNormalImages = minimumNormalImages }, cancellationToken);
     }
 
     /// <summary>
@@ -332,7 +470,7 @@ public sealed partial class AnomalyDetector : IDisposable
     /// the normal images of <paramref name="source"/> (with tiling, over their tiles, as training sees them): the
     /// validation measure when there is no anomalous validation image (lower is better).
     /// </summary>
-    /// <exception cref="InvalidOperationException">The source has no normal image.</exception>
+    /// <exception cref="InvalidDataException">The source has no normal image.</exception>
     public double ValidationLoss(IImageSource source, int batchSize = 8, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(source);
@@ -340,7 +478,7 @@ public sealed partial class AnomalyDetector : IDisposable
         var normal = new ImageSource(source.Name, source.Samples.Where(s => !s.IsAnomalous));
         if (normal.Samples.Count == 0)
         {
-            throw new InvalidOperationException($"'{source.Name}' has no normal image for a validation loss.");
+            throw new InvalidDataException($"'{source.Name}' has no normal image for a validation loss.");
         }
 
         var loader = new ImageBatchLoader(TrainingImages(normal, BadInputPolicy.Throw), new LoaderOptions { BatchSize = batchSize, LoadMasks = false, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
@@ -490,8 +628,25 @@ public sealed partial class AnomalyDetector : IDisposable
     {
         cancellationToken.ThrowIfCancellationRequested();
         var images = new (RgbImage, string?)[paths.Count];
+        var failures = new Exception?[paths.Count];
         Parallel.For(0, paths.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
-            images[i] = (ImageDecoder.Decode(paths[i], Preprocess.MaxImagePixels), paths[i]));
+        {
+            try
+            {
+                images[i] = (ImageDecoder.Decode(paths[i], Preprocess.MaxImagePixels), paths[i]);
+            }
+            catch (Exception ex) when (ex is IOException or ArgumentException)
+            {
+                failures[i] = ex;
+            }
+        });
+
+        // The first failing file in input order, as itself (ImageFileException naming the file), never wrapped.
+        if (failures.FirstOrDefault(f => f is not null) is { } failure)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+        }
+
         return ScoreImages(images);
     }
 
@@ -523,6 +678,8 @@ public sealed partial class AnomalyDetector : IDisposable
             calibration = Calibration;
         }
 
+        RequireFinite(pred, names);
+
         var results = new List<AnomalyResult>(originalSizes.Count);
         for (int i = 0; i < originalSizes.Count; i++)
         {
@@ -540,14 +697,28 @@ public sealed partial class AnomalyDetector : IDisposable
         return results;
     }
 
+    /// <summary>Refuses maps holding NaN or infinity (a model whose weights are not finite): a NaN map would never be anomalous.</summary>
+    /// <exception cref="InvalidDataException">A map is not finite.</exception>
+    internal static void RequireFinite(Tensor maps, IReadOnlyList<string?> names)
+    {
+        using var finite = isfinite(maps).reshape(maps.shape[0], -1).all(dim: 1).cpu();
+        var ok = finite.data<bool>().ToArray();
+        int bad = Array.IndexOf(ok, false);
+        if (bad >= 0)
+        {
+            string name = bad < names.Count && names[bad] is { } n ? $"'{n}'" : $"image {bad} of the batch";
+            throw new InvalidDataException($"The model produced an anomaly map with NaN or infinity for {name}: its weights or the input are not finite.");
+        }
+    }
+
     /// <summary>A result with the calibration's normalised score, label and pixel mask (none without calibration).</summary>
     private static AnomalyResult Result(string? name, double score, AnomalyMapData data, Calibration? calibration) =>
         new(name,
             score,
             calibration?.NormalizeImageScore(score),
-            calibration is null ? null : score >= calibration.ImageThreshold,
+            calibration?.IsAnomalous(score),
             data,
-            calibration?.PixelThreshold is { } pt ? data.Threshold(pt) : null);
+            calibration?.EffectivePixelThreshold is { } pt ? data.Threshold(pt) : null);
 
     private static RgbImage ToRgb(SKBitmap bitmap)
     {

@@ -160,14 +160,20 @@ public sealed class AnomalyDetectorBuilder
         var logger = loggerFactory.CreateLogger<AnomalyDetectorBuilder>();
         var device = ParseDevice(deviceName);
         var size = options.InputSize;
-        if (size.Height <= 0 || size.Width <= 0)
+        if (size.Height <= 0 || size.Width <= 0 || size.Height > DetectorOptions.MaxInputSide || size.Width > DetectorOptions.MaxInputSide)
         {
-            throw new ArgumentException($"InputSize = {size} must be positive.");
+            throw new ArgumentException($"InputSize = {size} must be positive and at most {DetectorOptions.MaxInputSide} on each side (tile larger images).");
         }
 
         if (options.NeckStride <= 0 || size.Height % options.NeckStride != 0 || size.Width % options.NeckStride != 0)
         {
             throw new ArgumentException($"NeckStride = {options.NeckStride} must be positive and divide the input size {size}.");
+        }
+
+        long tokens = (long)(size.Height / options.NeckStride) * (size.Width / options.NeckStride);
+        if (tokens > ReconstructionOptions.MaxTokens)
+        {
+            throw new ArgumentException($"InputSize = {size} at NeckStride = {options.NeckStride} gives {tokens} tokens; at most {ReconstructionOptions.MaxTokens} are supported (a larger stride, a smaller input, or tiling).");
         }
 
         if (options.ScorePoolSize <= 0)

@@ -54,9 +54,9 @@ public sealed class AnomalyMapData
 /// <param name="Source">The file or name the image came from, if known.</param>
 /// <param name="Score">Raw image score (the configured <see cref="DetectorOptions.ScoreKind"/> of the map at network resolution).</param>
 /// <param name="NormalizedScore">The score mapped to [0, 1] with the threshold at 0.5, or null when the detector is not calibrated.</param>
-/// <param name="IsAnomalous">Score at or above the calibrated threshold, or null when the detector is not calibrated.</param>
+/// <param name="IsAnomalous">Score at or above the calibrated threshold (moved by the sensitivity: <see cref="Calibration.EffectiveImageThreshold"/>), or null when the detector is not calibrated.</param>
 /// <param name="Map">The anomaly map resized to the original image size (raw scale).</param>
-/// <param name="Mask">Binary defect mask at the original size (1 = anomalous) from the calibrated pixel threshold, or null when there is none.</param>
+/// <param name="Mask">Binary defect mask at the original size (1 = anomalous) from the calibrated pixel threshold (after sensitivity: <see cref="Calibration.EffectivePixelThreshold"/>), or null when there is none.</param>
 public sealed record AnomalyResult(string? Source, double Score, double? NormalizedScore, bool? IsAnomalous, AnomalyMapData Map, byte[]? Mask);
 
 /// <summary>Progress of training.</summary>
@@ -94,4 +94,7 @@ public sealed record TrainingResult(int EpochsCompleted, IReadOnlyList<double> E
 
     /// <summary>The epoch with the lowest held-out loss in this call, or null.</summary>
     public int? BestHeldOutEpoch { get; init; }
+
+    /// <summary>Why validation stopped, when it failed (for example a bad validation image): the epoch and the message, or null. Training went on and its checkpoints were written; validation was not retried.</summary>
+    public string? ValidationFailure { get; init; }
 }

@@ -52,6 +52,30 @@ public static class DetectorCheckpoint
     /// <exception cref="InvalidDataException">The file is not a UniAD.Core detector checkpoint, or of a newer format version.</exception>
     public static Info ReadInfo(string path) => Parse(SafetensorsFile.ReadMetadata(path), path);
 
+    /// <summary>
+    /// Replaces the calibration stored in a checkpoint and keeps everything else, optimizer state included, so a
+    /// training checkpoint calibrated in place can still be resumed (<see cref="AnomalyDetector.Save"/> writes a
+    /// scoring file without optimizer state). Written atomically to <paramref name="outputPath"/> (default: in place).
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is not a detector checkpoint, or the calibration is impossible.</exception>
+    public static void WriteCalibration(string path, Calibration calibration, string? outputPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(calibration);
+        if (calibration.Problem() is { } problem)
+        {
+            throw new InvalidDataException($"Cannot store an impossible calibration in '{path}': {problem}.");
+        }
+
+        var (tensors, metadata) = SafetensorsFile.Read(path);
+        using (tensors)
+        {
+            var info = Parse(metadata, path) with { Calibration = calibration, Version = Version, Library = LibraryVersion() };
+            var updated = new Dictionary<string, string>(metadata, StringComparer.Ordinal) { ["uniad.info"] = JsonSerializer.Serialize(info, Json) };
+            SafetensorsFile.Write(outputPath ?? path, tensors, updated);
+        }
+    }
+
     internal static void Save(AnomalyDetector detector, string path, AdamW? optimizer)
     {
         var info = new Info(Format, Version, LibraryVersion(), detector.Options, detector.Calibration, detector.EpochsTrained, optimizer?.LearningRate ?? 0, optimizer is not null)
@@ -89,7 +113,16 @@ public static class DetectorCheckpoint
         using (tensors)
         {
             var info = Parse(metadata, path);
-            var detector = AnomalyDetectorBuilder.Create(info.Options, weightsPath: null, device ?? "cpu", loggerFactory, warnIfRandom: false, info.Calibration, info.Epoch);
+            AnomalyDetector detector;
+            try
+            {
+                detector = AnomalyDetectorBuilder.Create(info.Options, weightsPath: null, device ?? "cpu", loggerFactory, warnIfRandom: false, info.Calibration, info.Epoch);
+            }
+            catch (ArgumentException ex) when (ex is not StateDictMismatchException && !(device is not null && ex.ParamName == "name"))
+            {
+                throw new InvalidDataException($"'{path}' describes a detector that cannot be built: {ex.Message}", ex);
+            }
+
             try
             {
                 LoadModel(detector, tensors, path);
@@ -114,12 +147,12 @@ public static class DetectorCheckpoint
             var theirs = JsonSerializer.Serialize(info.Options, Json);
             if (mine != theirs)
             {
-                throw new InvalidOperationException($"Cannot resume from '{path}': it was written for another configuration ({theirs}), this detector has {mine}.");
+                throw new InvalidDataException($"Cannot resume from '{path}': it was written for another configuration ({theirs}), this detector has {mine}.");
             }
 
             if (!info.HasOptimizerState)
             {
-                throw new InvalidOperationException($"Cannot resume from '{path}': it holds no optimizer state (only training writes resumable checkpoints).");
+                throw new InvalidDataException($"Cannot resume from '{path}': it holds no optimizer state (only training writes resumable checkpoints).");
             }
 
             LoadModel(detector, tensors, path);
@@ -162,6 +195,21 @@ public static class DetectorCheckpoint
         if (info is null || info.Options is null)
         {
             throw new InvalidDataException($"'{path}' has an empty detector description.");
+        }
+
+        if (info.Version <= 0)
+        {
+            throw new InvalidDataException($"'{path}' claims checkpoint format version {info.Version}; versions start at 1.");
+        }
+
+        if (info.Calibration is { } c && c.Problem() is { } problem)
+        {
+            throw new InvalidDataException($"'{path}' holds an impossible calibration: {problem}.");
+        }
+
+        if (info.Epoch < 0)
+        {
+            throw new InvalidDataException($"'{path}' claims {info.Epoch} epochs trained.");
         }
 
         if (info.Version > Version)

@@ -1,5 +1,6 @@
 using SkiaSharp;
 using UniAD.Core.Data;
+using UniAD.Core.Files;
 
 namespace UniAD.Core.Detection;
 

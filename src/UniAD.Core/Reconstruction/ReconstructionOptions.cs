@@ -92,6 +92,12 @@ public sealed record ReconstructionOptions
     /// <summary>Seed of the initial weights and of the jitter noise (the reference's seed is 133).</summary>
     public long Seed { get; init; } = 133;
 
+    /// <summary>
+    /// Most tokens (feature-map positions) a network may have: 64 x 64. Attention and the neighbor mask grow with
+    /// its square (4096 tokens: a 16 M-entry mask); larger parts are tiled (<see cref="Tiling.TilingOptions"/>).
+    /// </summary>
+    public const int MaxTokens = 4096;
+
     /// <summary>Checks every value and throws an exception naming the first one that is impossible.</summary>
     /// <exception cref="ArgumentException">An option is out of range or inconsistent with another.</exception>
     public void Validate()
@@ -100,6 +106,11 @@ public sealed record ReconstructionOptions
         Positive(InputStride, nameof(InputStride));
         Positive(FeatureSize.Height, $"{nameof(FeatureSize)}.{nameof(GridSize.Height)}");
         Positive(FeatureSize.Width, $"{nameof(FeatureSize)}.{nameof(GridSize.Width)}");
+        if ((long)FeatureSize.Height * FeatureSize.Width > MaxTokens)
+        {
+            throw new ArgumentException($"{nameof(FeatureSize)} = {FeatureSize} has {(long)FeatureSize.Height * FeatureSize.Width} tokens; at most {MaxTokens} are supported (tile large images instead).", nameof(FeatureSize));
+        }
+
         Positive(HiddenDim, nameof(HiddenDim));
         Positive(NumHeads, nameof(NumHeads));
         Positive(NumEncoderLayers, nameof(NumEncoderLayers));

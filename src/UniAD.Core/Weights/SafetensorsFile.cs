@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using static TorchSharp.torch;
+using UniAD.Core.Files;
 
 namespace UniAD.Core.Weights;
 
@@ -24,6 +25,15 @@ public static class SafetensorsFile
     };
 
     private static readonly Dictionary<string, ScalarType> Types = Names.ToDictionary(kv => kv.Value, kv => kv.Key, StringComparer.Ordinal);
+
+    /// <summary>Bytes per element of each stored dtype name.</summary>
+    private static readonly Dictionary<string, long> ElementBytes = new(StringComparer.Ordinal)
+    {
+        ["F32"] = 4, ["F64"] = 8, ["F16"] = 2, ["BF16"] = 2, ["I64"] = 8, ["I32"] = 4, ["I16"] = 2, ["I8"] = 1, ["U8"] = 1, ["BOOL"] = 1,
+    };
+
+    /// <summary>Most dimensions a stored tensor may have (libtorch's own limit is 64).</summary>
+    private const int MaxDimensions = 16;
 
     /// <summary>Writes tensors and metadata atomically (a temporary file in the same folder replaces <paramref name="path"/>).</summary>
     /// <exception cref="ArgumentException">A tensor has a dtype safetensors cannot store, or the path is empty.</exception>
@@ -220,6 +230,23 @@ public static class SafetensorsFile
             if (offsets.Length != 2 || shape.Any(d => d < 0))
             {
                 throw new InvalidDataException($"'{path}': tensor '{property.Name}' has a bad shape or offsets.");
+            }
+
+            // The byte count of the shape, checked against overflow and the offsets before anything is allocated.
+            long bytes = ElementBytes[dtype];
+            foreach (long d in shape)
+            {
+                if (d != 0 && bytes > long.MaxValue / d)
+                {
+                    throw new InvalidDataException($"'{path}': tensor '{property.Name}' has shape [{string.Join(", ", shape)}], whose size overflows 64 bits.");
+                }
+
+                bytes *= d;
+            }
+
+            if (shape.Length > MaxDimensions || bytes != offsets[1] - offsets[0])
+            {
+                throw new InvalidDataException($"'{path}': tensor '{property.Name}' has {offsets[1] - offsets[0]} bytes for shape [{string.Join(", ", shape)}] {dtype} ({bytes} expected, at most {MaxDimensions} dimensions).");
             }
 
             return (type, shape, offsets[0], offsets[1]);

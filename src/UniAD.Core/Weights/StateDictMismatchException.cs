@@ -1,7 +1,13 @@
 namespace UniAD.Core.Weights;
 
-/// <summary>A state dict does not fit a module: keys are missing, unexpected, or of the wrong shape. The message lists them (the first 25 of each kind; the properties hold all).</summary>
-public sealed class StateDictMismatchException : Exception
+/// <summary>
+/// A state dict does not fit a module: keys are missing, unexpected, or of the wrong shape. The message lists them
+/// (the first 25 of each kind; the properties hold all). An <see cref="ArgumentException"/> (the weights given do
+/// not fit the module; <see cref="System.IO.InvalidDataException"/> is sealed), so it falls under the library's error
+/// contract: every documented failure is an <see cref="System.IO.InvalidDataException"/>, an <see cref="IOException"/>
+/// or an <see cref="ArgumentException"/>, or derives from one.
+/// </summary>
+public sealed class StateDictMismatchException : ArgumentException
 {
     /// <summary>Creates the exception; the message names every offending key.</summary>
     public StateDictMismatchException(string moduleName, string? source, IReadOnlyList<string> missing, IReadOnlyList<string> unexpected, IReadOnlyList<string> shapeMismatches)

@@ -201,11 +201,11 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
     {
         using var detector = SyntheticData.TinyBuilder().Build();
         var normal = data.Test.Where(s => s.Label == 0);
-        var calibration = detector.Calibrate(normal, new CalibrationOptions { Method = CalibrationMethod.FalseAlarmRate, FalseAlarmRate = 0.2 });
+        var calibration = detector.Calibrate(normal, new CalibrationOptions { Method = CalibrationMethod.FalseAlarmRate, FalseAlarmRate = 0.2, MinimumNormalImages = 6 });
         var scores = normal.Samples.Select(s => detector.Score(s.ImagePath).Score).ToArray();
         // R7 quantile at 0.8 of the normal scores: at most 20 % of them (rounded up) lie strictly above it.
         Assert.True(scores.Count(s => s > calibration.ImageThreshold) <= (int)Math.Ceiling(0.2 * scores.Length));
-        Assert.Contains("anomalous", Assert.Throws<InvalidOperationException>(() => detector.Calibrate(normal)).Message);
+        Assert.Contains("anomalous", Assert.Throws<InvalidDataException>(() => detector.Calibrate(normal)).Message);
         Assert.Equal(0.5, calibration.NormalizeImageScore(calibration.ImageThreshold), 12);
     }
 
@@ -300,7 +300,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
             Assert.Equal(result.BestValidationLoss!.Value, best.ValidationLoss(heldOut), 6);
         }
 
-        var calibration = detector.CalibrateOnValidation(heldOut, falseAlarmRate: 0.01);
+        var calibration = detector.CalibrateOnValidation(heldOut, falseAlarmRate: 0.01, minimumNormalImages: 2);
         Assert.Equal(CalibrationMethod.FalseAlarmRate, calibration.Method);
         Assert.Equal(2, calibration.Images);
         // R7 quantile at 0.99 of the two held-out scores: lo + 0.99 (hi - lo).
@@ -311,7 +311,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
         Assert.True(scores[1] - scores[0] > 1e-3 * Math.Abs(expected), "the two held-out scores should differ");
         // A validation source with defects calibrates by F1-max.
         Assert.Equal(CalibrationMethod.F1Max, detector.CalibrateOnValidation(data.Test).Method);
-        Assert.Throws<InvalidOperationException>(() => detector.CalibrateOnValidation(data.Test.Where(s => s.IsAnomalous)));
+        Assert.Throws<InvalidDataException>(() => detector.CalibrateOnValidation(data.Test.Where(s => s.IsAnomalous)));
     }
 
     [Fact]

@@ -96,7 +96,7 @@ public sealed class TilingTests : IDisposable
             trainer.Train(new ImageSource("one", new[] { WriteImage("one.png", image) }), SyntheticData.Quick(1) with { CheckpointPath = ckpt });
         }
 
-        Assert.Contains("another configuration", Assert.Throws<InvalidOperationException>(() => other.Train(new ImageSource("one", new[] { WriteImage("one.png", image) }), SyntheticData.Quick(2) with { ResumeFrom = ckpt })).Message);
+        Assert.Contains("another configuration", Assert.Throws<InvalidDataException>(() => other.Train(new ImageSource("one", new[] { WriteImage("one.png", image) }), SyntheticData.Quick(2) with { ResumeFrom = ckpt })).Message);
         Assert.Contains("Stride = 0x0", Assert.Throws<ArgumentException>(() => SyntheticData.TinyBuilder().WithTiling(new TilingOptions { Stride = new GridSize(0, 0) }).Build()).Message);
     }
 

@@ -1,0 +1,157 @@
+using System.Runtime.CompilerServices;
+using SkiaSharp;
+using UniAD.Core.Data;
+
+namespace UniAD.Core.Detection;
+
+/// <summary>Asynchronous scoring, for services: files and streams are read asynchronously, the network runs on the thread pool.</summary>
+public sealed partial class AnomalyDetector
+{
+    /// <summary>
+    /// Scores an image file: read asynchronously, decoded and scored on the thread pool. Cancellation is observed
+    /// before decoding and before the network runs (a forward pass in progress completes).
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="ImageFileException">The file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public async Task<AnomalyResult> ScoreAsync(string imagePath, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(imagePath);
+        if (!File.Exists(imagePath))
+        {
+            throw new FileNotFoundException($"Image file '{imagePath}' does not exist.", imagePath);
+        }
+
+        var bytes = await File.ReadAllBytesAsync(imagePath, cancellationToken).ConfigureAwait(false);
+        return await ScoreEncodedAsync(bytes, imagePath, imagePath, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Scores an encoded image (PNG, JPEG, BMP) read asynchronously from a stream (no synchronous copy).</summary>
+    /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public async Task<AnomalyResult> ScoreAsync(Stream stream, string? name = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        using var copy = stream.CanSeek ? new MemoryStream(checked((int)Math.Max(0, stream.Length - stream.Position))) : new MemoryStream();
+        await stream.CopyToAsync(copy, cancellationToken).ConfigureAwait(false);
+        return await ScoreEncodedAsync(copy.ToArray(), name ?? "stream", name, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Scores an encoded image (PNG, JPEG, BMP) held in memory.</summary>
+    /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public Task<AnomalyResult> ScoreAsync(byte[] encoded, string? name = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(encoded);
+        return ScoreEncodedAsync(encoded, name ?? "bytes", name, cancellationToken);
+    }
+
+    /// <summary>Scores a decoded SkiaSharp bitmap on the thread pool.</summary>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public Task<AnomalyResult> ScoreAsync(SKBitmap bitmap, string? name = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(bitmap);
+        var image = ToRgb(bitmap); // copied now: the caller may dispose the bitmap once the task is started
+        return Task.Run(
+            () =>
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                return Score(image, name);
+            },
+            cancellationToken);
+    }
+
+    /// <summary>Scores an encoded image (PNG, JPEG, BMP) held in memory, synchronously.</summary>
+    /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
+    public AnomalyResult Score(byte[] encoded, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(encoded);
+        return ScoreImages(new[] { (ImageDecoder.Decode(encoded, name ?? "bytes", Preprocess.MaxImagePixels), name) })[0];
+    }
+
+    /// <summary>
+    /// Scores image files <paramref name="batchSize"/> at a time and yields each result as its batch completes, in
+    /// input order; files are read asynchronously while the network runs on the thread pool. Memory stays flat.
+    /// A file that cannot be read stops the enumeration with its own exception (earlier results were yielded).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The batch size is not positive.</exception>
+    /// <exception cref="FileNotFoundException">A file does not exist.</exception>
+    /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled (between batches or files).</exception>
+    public IAsyncEnumerable<AnomalyResult> ScoreManyAsync(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(imagePaths);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        return Iterate(imagePaths, batchSize, cancellationToken);
+    }
+
+    private async IAsyncEnumerable<AnomalyResult> Iterate(IEnumerable<string> imagePaths, int batchSize, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var pending = new List<string>(batchSize);
+        foreach (var path in imagePaths)
+        {
+            pending.Add(path);
+            if (pending.Count < batchSize)
+            {
+                continue;
+            }
+
+            foreach (var r in await ScoreFilesAsync(pending, cancellationToken).ConfigureAwait(false))
+            {
+                yield return r;
+            }
+
+            pending.Clear();
+        }
+
+        if (pending.Count > 0)
+        {
+            foreach (var r in await ScoreFilesAsync(pending, cancellationToken).ConfigureAwait(false))
+            {
+                yield return r;
+            }
+        }
+    }
+
+    private async Task<List<AnomalyResult>> ScoreFilesAsync(IReadOnlyList<string> paths, CancellationToken cancellationToken)
+    {
+        // Read in input order (the first failing file is reported), decode and score on the thread pool.
+        var encoded = new byte[paths.Count][];
+        for (int i = 0; i < paths.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (!File.Exists(paths[i]))
+            {
+                throw new FileNotFoundException($"Image file '{paths[i]}' does not exist.", paths[i]);
+            }
+
+            encoded[i] = await File.ReadAllBytesAsync(paths[i], cancellationToken).ConfigureAwait(false);
+        }
+
+        var names = paths.ToArray();
+        return await Task.Run(
+            () =>
+            {
+                var images = new (RgbImage, string?)[names.Length];
+                for (int i = 0; i < names.Length; i++)
+                {
+                    images[i] = (ImageDecoder.Decode(encoded[i], names[i], Preprocess.MaxImagePixels), names[i]);
+                }
+
+                cancellationToken.ThrowIfCancellationRequested();
+                return ScoreImages(images);
+            },
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    private Task<AnomalyResult> ScoreEncodedAsync(byte[] encoded, string messageName, string? name, CancellationToken cancellationToken) =>
+        Task.Run(
+            () =>
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var image = ImageDecoder.Decode(encoded, messageName, Preprocess.MaxImagePixels);
+                cancellationToken.ThrowIfCancellationRequested();
+                return ScoreImages(new[] { (image, name) })[0];
+            },
+            cancellationToken);
+}
