@@ -108,7 +108,7 @@ using (var reloaded = AnomalyDetector.Load(modelPath))
     Console.WriteLine(string.Create(culture, $"Saved {modelPath} ({new FileInfo(modelPath).Length / 1e6:F1} MB); reloaded score of test image {Path.GetFileName(sample.ImagePath)}: {after.Score:G6} (before saving: {before.Score:G6}), anomalous (held-out threshold): {after.IsAnomalous}."));
 }
 
-Console.WriteLine($"Wrote {written.Count} heat maps (image | ground truth | overlay) to {heatmaps}, metrics to {output}.");
+Console.WriteLine($"Wrote {written.Count} heat maps (image | ground truth | predicted mask | overlay, labelled) to {heatmaps}, metrics to {output}.");
 Console.WriteLine(string.Create(culture, $"Done in {clock.Elapsed.TotalSeconds:F0} s on {Environment.ProcessorCount} cores (CPU); {result.EpochsCompleted} epochs."));
 Console.WriteLine();
 Console.WriteLine("Real data: MvtecAd.Open(\"/path/to/mvtec_anomaly_detection\", DatasetSplit.Train) and the paper's network with");

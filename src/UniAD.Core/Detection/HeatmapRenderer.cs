@@ -7,12 +7,23 @@ namespace UniAD.Core.Detection;
 /// <summary>Options of the heat-map rendering.</summary>
 public sealed record HeatmapOptions
 {
-    /// <summary>Opacity of the heat map over the image, in [0, 1].</summary>
-    public double Alpha { get; init; } = 0.5;
+    /// <summary>Opacity of the heat map over the image, in [0, 1] (with <see cref="WeightByScore"/>, the opacity of the hottest pixels).</summary>
+    public double Alpha { get; init; } = 0.6;
 
     /// <summary>
-    /// Map value shown as the coldest colour, or null: the calibration's normalisation when the detector is
-    /// calibrated, otherwise the map's own minimum.
+    /// Scale each pixel's opacity by its place on the colour scale (default): normal regions keep the image's own
+    /// pixels and only anomalous ones are coloured, so a small defect stands out. False blends every pixel with
+    /// <see cref="Alpha"/> (the reference's look).
+    /// </summary>
+    public bool WeightByScore { get; init; } = true;
+
+    /// <summary>Draw labels on compound views: a header with the class, score, threshold and verdict, and a name over each panel.</summary>
+    public bool Labels { get; init; } = true;
+
+    /// <summary>
+    /// Map value shown as the coldest colour, or null: when the detector is calibrated, the pixel threshold minus
+    /// half the calibrated map range, so the threshold sits at the middle of the scale (its normalisation,
+    /// <see cref="Calibration.NormalizePixel"/>); otherwise the map's own minimum.
     /// </summary>
     public double? Min { get; init; }
 
@@ -23,7 +34,7 @@ public sealed record HeatmapOptions
     public bool OutlineMask { get; init; } = true;
 }
 
-/// <summary>Renders anomaly maps with SkiaSharp: heat-map overlays and the reference's compound view (image | ground truth | overlay).</summary>
+/// <summary>Renders anomaly maps with SkiaSharp: heat-map overlays and compound views (image | ground truth | predicted mask | overlay, labelled).</summary>
 public static class HeatmapRenderer
 {
     /// <summary>The image with its anomaly map blended over it in a jet colour map (the map must have the image's size).</summary>
@@ -39,20 +50,22 @@ public static class HeatmapRenderer
             throw new ArgumentException($"The map is {map.Width} x {map.Height} but the image {image.Width} x {image.Height}.", nameof(result));
         }
 
-        double min = options.Min ?? (calibration is null ? MinOf(map.Values) : calibration.PixelMin);
-        double max = options.Max ?? (calibration is null ? map.Max : calibration.PixelMax);
+        var (min, max) = Scale(map, calibration, options);
         double range = max > min ? max - min : 1;
         double alpha = Math.Clamp(options.Alpha, 0, 1);
+        bool weighted = options.WeightByScore;
         var bitmap = new SKBitmap(image.Width, image.Height, SKColorType.Rgba8888, SKAlphaType.Opaque);
         var pixels = bitmap.GetPixelSpan();
         var rgb = image.Pixels;
         var values = map.Values;
         for (int i = 0, p = 0; i < values.Length; i++, p += 4)
         {
-            var (r, g, b) = Jet((values[i] - min) / range);
-            pixels[p] = Blend(rgb[p], r, alpha); // RgbImage keeps 4 bytes per pixel, like the bitmap
-            pixels[p + 1] = Blend(rgb[p + 1], g, alpha);
-            pixels[p + 2] = Blend(rgb[p + 2], b, alpha);
+            double t = Math.Clamp((values[i] - min) / range, 0, 1);
+            var (r, g, b) = Jet(t);
+            double a = weighted ? alpha * t : alpha;
+            pixels[p] = Blend(rgb[p], r, a); // RgbImage keeps 4 bytes per pixel, like the bitmap
+            pixels[p + 1] = Blend(rgb[p + 1], g, a);
+            pixels[p + 2] = Blend(rgb[p + 2], b, a);
             pixels[p + 3] = 255;
         }
 
@@ -64,35 +77,127 @@ public static class HeatmapRenderer
         return bitmap;
     }
 
-    /// <summary>The reference's visualisation: image, ground truth (white on black, or grey when none) and overlay side by side.</summary>
-    public static SKBitmap Compound(RgbImage image, byte[]? groundTruth, AnomalyResult result, Calibration? calibration = null, HeatmapOptions? options = null)
+    /// <summary>
+    /// The compound view: image | ground truth (white on black; grey when there is none) | predicted mask (the
+    /// calibrated pixel threshold after sensitivity, white on black; grey when uncalibrated) | overlay, side by side,
+    /// with a header (caption, score, threshold, normalised score and verdict) and a name over each panel unless
+    /// <see cref="HeatmapOptions.Labels"/> is false. A ground truth of another size is resized (nearest neighbour).
+    /// </summary>
+    /// <param name="image">The image (the map has its size).</param>
+    /// <param name="groundTruth">Ground truth (non-zero = anomalous), row-major, or null.</param>
+    /// <param name="groundTruthSize">The ground truth's width and height when it differs from the image's; null: the image's.</param>
+    /// <param name="result">The image's result.</param>
+    /// <param name="calibration">The detector's calibration, or null.</param>
+    /// <param name="options">Rendering options.</param>
+    /// <param name="caption">First header line, e.g. the class and defect type (null: the result's file name).</param>
+    /// <exception cref="ArgumentException">The ground truth does not have the size it claims.</exception>
+    public static SKBitmap Compound(RgbImage image, byte[]? groundTruth, AnomalyResult result, Calibration? calibration = null, HeatmapOptions? options = null, string? caption = null, (int Width, int Height)? groundTruthSize = null)
     {
         ArgumentNullException.ThrowIfNull(image);
-        using var overlay = Overlay(image, result, calibration, options);
-        using var original = ToBitmap(image);
+        ArgumentNullException.ThrowIfNull(result);
+        options ??= new HeatmapOptions();
         int w = image.Width, h = image.Height;
-        using var truth = new SKBitmap(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque);
-        var t = truth.GetPixelSpan();
-        for (int i = 0, p = 0; i < w * h; i++, p += 4)
+        var (gw, gh) = groundTruthSize ?? (w, h);
+        if (groundTruth is not null && groundTruth.Length != (long)gw * gh)
         {
-            byte v = groundTruth is null ? (byte)64 : groundTruth[i] > 0 ? (byte)255 : (byte)0;
-            t[p] = t[p + 1] = t[p + 2] = v;
-            t[p + 3] = 255;
+            throw new ArgumentException($"The ground truth has {groundTruth.Length} values for {gw} x {gh}.", nameof(groundTruth));
         }
 
-        var compound = new SKBitmap(3 * w, h, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        using var overlay = Overlay(image, result, calibration, options);
+        using var original = ToBitmap(image);
+        using var truth = MaskPanel(w, h, groundTruth is null ? null : Resized(groundTruth, gw, gh, w, h));
+        using var predicted = MaskPanel(w, h, result.Mask);
+
+        int scale = Math.Clamp(w / 110, 1, 4);
+        int line = (PixelFont.Height + 3) * scale;
+        int header = options.Labels ? (3 * line) + scale : 0;
+        int panelCount = 4;
+        var compound = new SKBitmap(panelCount * w, h + header, SKColorType.Rgba8888, SKAlphaType.Opaque);
         var target = compound.GetPixelSpan();
-        int row = w * 4;
-        foreach (var (panel, index) in new[] { (original, 0), (truth, 1), (overlay, 2) })
+        target.Fill(0);
+        for (int p = 3; p < target.Length; p += 4)
         {
-            var source = panel.GetPixelSpan();
+            target[p] = 255;
+        }
+
+        int row = w * 4, outRow = panelCount * row;
+        var panels = new[] { (original, "IMAGE"), (truth, groundTruth is null ? "GROUND TRUTH: NONE" : "GROUND TRUTH"), (predicted, result.Mask is null ? "PREDICTED MASK: NONE" : "PREDICTED MASK"), (overlay, "HEAT MAP") };
+        for (int index = 0; index < panels.Length; index++)
+        {
+            var source = panels[index].Item1.GetPixelSpan();
             for (int y = 0; y < h; y++)
             {
-                source.Slice(y * row, row).CopyTo(target.Slice((y * 3 * row) + (index * row), row));
+                source.Slice(y * row, row).CopyTo(target.Slice(((y + header) * outRow) + (index * row), row));
+            }
+        }
+
+        if (options.Labels)
+        {
+            var white = ((byte)255, (byte)255, (byte)255);
+            string first = caption ?? (result.Source is { } src ? Path.GetFileName(src) : "image");
+            PixelFont.Draw(target, panelCount * w, h + header, scale, scale, first, scale, white);
+            var verdict = result.IsAnomalous switch { true => "ANOMALOUS", false => "NORMAL", null => "UNCALIBRATED" };
+            var colour = result.IsAnomalous switch { true => ((byte)255, (byte)80, (byte)80), false => ((byte)120, (byte)230, (byte)120), null => white };
+            string second = calibration is null
+                ? FormattableString.Invariant($"SCORE {result.Score:G4}")
+                : FormattableString.Invariant($"SCORE {result.Score:G4}  THRESHOLD {calibration.EffectiveImageThreshold:G4}  NORMALISED {result.NormalizedScore:F2}");
+            PixelFont.Draw(target, panelCount * w, h + header, scale, scale + line, second + "  " + verdict, scale, colour);
+            for (int index = 0; index < panels.Length; index++)
+            {
+                PixelFont.Draw(target, panelCount * w, h + header, (index * w) + scale, scale + (2 * line), panels[index].Item2, scale, white);
             }
         }
 
         return compound;
+    }
+
+    /// <summary>The colour scale of a map: options first, then the calibration (threshold at the middle), then the map's own range.</summary>
+    private static (double Min, double Max) Scale(AnomalyMapData map, Calibration? calibration, HeatmapOptions options)
+    {
+        if (calibration is not null)
+        {
+            // NormalizePixel: clamp((v - threshold) / (max - min) + 0.5): the scale runs from threshold - range / 2 to threshold + range / 2.
+            double threshold = calibration.PixelThreshold ?? calibration.ImageThreshold, half = (calibration.PixelMax - calibration.PixelMin) / 2;
+            return (options.Min ?? (threshold - half), options.Max ?? (threshold + half));
+        }
+
+        return (options.Min ?? MinOf(map.Values), options.Max ?? map.Max);
+    }
+
+    private static SKBitmap MaskPanel(int w, int h, byte[]? mask)
+    {
+        var panel = new SKBitmap(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        var t = panel.GetPixelSpan();
+        for (int i = 0, p = 0; i < w * h; i++, p += 4)
+        {
+            byte v = mask is null ? (byte)64 : mask[i] > 0 ? (byte)255 : (byte)0;
+            t[p] = t[p + 1] = t[p + 2] = v;
+            t[p + 3] = 255;
+        }
+
+        return panel;
+    }
+
+    /// <summary>A mask resized by nearest neighbour (pixel centres).</summary>
+    internal static byte[] Resized(byte[] mask, int width, int height, int toWidth, int toHeight)
+    {
+        if (width == toWidth && height == toHeight)
+        {
+            return mask;
+        }
+
+        var result = new byte[toWidth * toHeight];
+        for (int y = 0; y < toHeight; y++)
+        {
+            int sy = Math.Min(height - 1, (int)((y + 0.5) * height / toHeight));
+            for (int x = 0; x < toWidth; x++)
+            {
+                int sx = Math.Min(width - 1, (int)((x + 0.5) * width / toWidth));
+                result[(y * toWidth) + x] = mask[(sy * width) + sx];
+            }
+        }
+
+        return result;
     }
 
     /// <summary>Writes a bitmap as PNG, atomically (temporary file, then move).</summary>
@@ -180,7 +285,7 @@ public static class AnomalyDetectorVisualizationExtensions
     }
 
     /// <summary>
-    /// Writes the reference's compound view (image | ground truth | overlay) of every sample of
+    /// Writes the compound view (image | ground truth | predicted mask | overlay, with labels) of every sample of
     /// <paramref name="source"/> into <paramref name="folder"/> as <c>class_defect_name.png</c>; returns the files written.
     /// </summary>
     public static IReadOnlyList<string> SaveCompoundViews(this AnomalyDetector detector, IImageSource source, string folder, HeatmapOptions? options = null, CancellationToken cancellationToken = default)
@@ -195,20 +300,21 @@ public static class AnomalyDetectorVisualizationExtensions
             var image = ImageDecoder.Decode(sample.ImagePath, detector.Preprocess.MaxImagePixels);
             var result = detector.Score(image, sample.ImagePath);
             byte[]? truth = null;
+            (int, int)? truthSize = null;
             if (sample.MaskPath is not null)
             {
+                // Kept when its size differs (resized in the view), never dropped.
                 var mask = ImageDecoder.Decode(sample.MaskPath, detector.Preprocess.MaxImagePixels);
-                if (mask.Width == image.Width && mask.Height == image.Height)
+                truth = new byte[mask.Width * mask.Height];
+                for (int i = 0; i < truth.Length; i++)
                 {
-                    truth = new byte[image.Width * image.Height];
-                    for (int i = 0; i < truth.Length; i++)
-                    {
-                        truth[i] = mask.Pixels[i * 4] > 0 ? (byte)1 : (byte)0;
-                    }
+                    truth[i] = mask.Pixels[i * 4] > 0 ? (byte)1 : (byte)0;
                 }
+
+                truthSize = (mask.Width, mask.Height);
             }
 
-            using var compound = HeatmapRenderer.Compound(image, truth, result, detector.Calibration, options);
+            using var compound = HeatmapRenderer.Compound(image, truth, result, detector.Calibration, options, $"{sample.ClassName} / {sample.DefectType} / {Path.GetFileName(sample.ImagePath)}", truthSize);
             var path = Path.Combine(folder, $"{sample.ClassName}_{sample.DefectType}_{Path.GetFileNameWithoutExtension(sample.ImagePath)}.png");
             HeatmapRenderer.SavePng(compound, path);
             written.Add(path);

@@ -322,7 +322,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
         var files = detector.SaveCompoundViews(new ImageSource("two", data.Test.Samples.Where(s => s.Label != 0).Take(2)), folder);
         Assert.Equal(2, files.Count);
         using var view = SKBitmap.Decode(files[0]);
-        Assert.Equal((192, 64), (view.Width, view.Height));
+        Assert.Equal((4 * 64, 64 + 31), (view.Width, view.Height)); // four panels under a 31-pixel header (3 lines of the 5 x 7 font at scale 1)
         var overlay = Path.Combine(data.Root, "overlay.png");
         var result = detector.SaveOverlay(data.Test.Samples[0].ImagePath, overlay);
         using var png = SKBitmap.Decode(overlay);
