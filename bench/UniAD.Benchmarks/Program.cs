@@ -41,7 +41,7 @@ if (only is not null && !groups.ContainsKey(only))
     throw new ArgumentException($"--only needs one of {string.Join(", ", groups.Keys)}, got '{only}'.");
 }
 
-var keepFreedMemory = args.Contains("--keep-freed-memory") && UniAD.Core.NativeAllocator.KeepFreedMemory();
+var keepFreedMemory = args.Contains("--keep-freed-memory") && UniAD.Core.Native.NativeAllocator.KeepFreedMemory();
 if (threads > 0)
 {
     set_num_threads(threads);

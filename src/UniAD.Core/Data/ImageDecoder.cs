@@ -83,6 +83,24 @@ public static class ImageDecoder
         return File.ReadAllBytes(path);
     }
 
+    /// <summary>The first call into SkiaSharp's native library: a missing library gets a message naming the package to add.</summary>
+    /// <exception cref="DllNotFoundException">libSkiaSharp is not in the application.</exception>
+    private static SKData CreateData(byte[] encoded)
+    {
+        try
+        {
+            return SKData.CreateCopy(encoded);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            throw new DllNotFoundException(
+                "SkiaSharp's native library (libSkiaSharp) cannot be loaded, so images cannot be decoded. " + (OperatingSystem.IsLinux()
+                    ? "On Linux the application references it: <PackageReference Include=\"SkiaSharp.NativeAssets.Linux.NoDependencies\" /> (or SkiaSharp.NativeAssets.Linux, which needs fontconfig)."
+                    : "Reference the SkiaSharp native assets package for this platform (SkiaSharp.NativeAssets.Win32 or .macOS come with SkiaSharp).") + $" ({ex.Message})",
+                ex);
+        }
+    }
+
     private static (int Width, int Height, byte[] Rgba) DecodeRgba(byte[] encoded, string name, long maxPixels)
     {
         if (encoded.Length == 0)
@@ -90,7 +108,7 @@ public static class ImageDecoder
             throw new ImageFileException(name, "the file is empty (0 bytes).");
         }
 
-        using var data = SKData.CreateCopy(encoded);
+        using var data = CreateData(encoded);
         using var codec = SKCodec.Create(data);
         if (codec is null)
         {

@@ -156,6 +156,7 @@ public sealed class AnomalyDetectorBuilder
     /// <summary>Builds a detector from complete options (used by the builder and by checkpoint loading).</summary>
     internal static AnomalyDetector Create(DetectorOptions options, string? weightsPath, string deviceName, ILoggerFactory? loggerFactory, bool warnIfRandom, Calibration? calibration, int epochsTrained)
     {
+        Native.TorchRuntime.EnsureLoaded();
         loggerFactory ??= NullLoggerFactory.Instance;
         var logger = loggerFactory.CreateLogger<AnomalyDetectorBuilder>();
         var device = ParseDevice(deviceName);

@@ -109,6 +109,7 @@ public static class DetectorCheckpoint
 
     internal static AnomalyDetector Load(string path, string? device, ILoggerFactory? loggerFactory)
     {
+        Native.TorchRuntime.EnsureLoaded();
         var (tensors, metadata) = SafetensorsFile.Read(path);
         using (tensors)
         {

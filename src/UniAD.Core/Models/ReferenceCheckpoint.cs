@@ -84,6 +84,7 @@ public static class ReferenceCheckpoint
     /// <exception cref="StateDictMismatchException">The checkpoint does not fit the described network.</exception>
     public static UniADModel Load(string checkpointPath, string configPath, ILogger? logger = null)
     {
+        Native.TorchRuntime.EnsureLoaded();
         ArgumentException.ThrowIfNullOrEmpty(configPath);
         if (!File.Exists(configPath))
         {

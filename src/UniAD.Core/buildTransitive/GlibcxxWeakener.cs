@@ -358,10 +358,13 @@ namespace UniAD.Build
         /// <summary>Optional libstdc++.so.6 to check instead of the system's.</summary>
         public string? LibStdCxxPath { get; set; }
 
+        /// <summary>Weaken whatever the building machine's libstdc++ provides (the app may run on another machine).</summary>
+        public bool Always { get; set; }
+
         /// <inheritdoc />
         public override bool Execute()
         {
-            string? libstdcxx = string.IsNullOrEmpty(LibStdCxxPath) ? ElfVersionPatcher.FindSystemLibStdCxx() : LibStdCxxPath;
+            string? libstdcxx = Always ? null : string.IsNullOrEmpty(LibStdCxxPath) ? ElfVersionPatcher.FindSystemLibStdCxx() : LibStdCxxPath;
             if (libstdcxx != null)
             {
                 try
@@ -386,7 +389,7 @@ namespace UniAD.Build
                 {
                     var outcome = ElfVersionPatcher.WeakenVersionNeed(file, ElfVersionPatcher.GlibcxxVersion);
                     var importance = outcome == WeakenOutcome.Weakened ? MessageImportance.High : MessageImportance.Low;
-                    Log.LogMessage(importance, "UniAD.Core: {0}: {1} ({2} need in {3}; system libstdc++: {4}).", file, outcome, ElfVersionPatcher.GlibcxxVersion, Path.GetFileName(file), libstdcxx ?? "not found");
+                    Log.LogMessage(importance, "UniAD.Core: {0}: {1} ({2} need in {3}; system libstdc++: {4}).", file, outcome, ElfVersionPatcher.GlibcxxVersion, Path.GetFileName(file), Always ? "not consulted (UniADGlibcxxPatch=always)" : libstdcxx ?? "not found");
                 }
                 catch (Exception ex) when (ex is IOException || ex is InvalidDataException || ex is UnauthorizedAccessException || ex is OverflowException)
                 {

@@ -40,6 +40,8 @@ public sealed class PackedUniADCore : IDisposable
             "-o", PackageDirectory,
             "--artifacts-path", Path.Combine(WorkDirectory, "artifacts"),
             $"-p:PackageVersion={Version}",
+            $"-p:UniADRepositoryUrl={RepositoryUrl}",
+            "-p:ContinuousIntegrationBuild=true",
             "--disable-build-servers",
             "-nodeReuse:false");
         if (PackResult.ExitCode != 0)
@@ -57,7 +59,12 @@ public sealed class PackedUniADCore : IDisposable
         }
     }
 
+    /// <summary>The repository URL the pack is given (a file URL: no host name is written into the repository).</summary>
+    public const string RepositoryUrl = "file:///uniad-core-repository";
+
     public string RepositoryRoot { get; }
+
+    public string SymbolsPath => Path.ChangeExtension(PackagePath, ".snupkg");
 
     public string Version { get; }
 
@@ -143,6 +150,9 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
             "build/GlibcxxWeakener.cs",
             "lib/net8.0/UniAD.Core.dll",
             "lib/net10.0/UniAD.Core.dll",
+            "lib/net10.0/UniAD.Core.xml",
+            "icon.png",
+            "README.md",
         })
         {
             Assert.True(entries.Contains(expected), $"{expected} is missing from {_package.PackagePath}:{Environment.NewLine}{listing}");
@@ -162,6 +172,29 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
         }
 
         Assert.Equal(_package.Version, nuspec.Descendants().Single(e => e.Name.LocalName == "version").Value);
+        string Meta(string name) => nuspec.Descendants().SingleOrDefault(e => e.Name.LocalName == name)?.Value ?? "";
+        Assert.Equal("MIT", Meta("license"));
+        Assert.Equal("icon.png", Meta("icon"));
+        Assert.Equal("README.md", Meta("readme"));
+        Assert.Equal(PackedUniADCore.RepositoryUrl, Meta("projectUrl"));
+        var repository = nuspec.Descendants().Single(e => e.Name.LocalName == "repository");
+        Assert.Equal(PackedUniADCore.RepositoryUrl, (string?)repository.Attribute("url"));
+        Assert.Equal("git", (string?)repository.Attribute("type"));
+        Assert.Matches("^[0-9a-f]{40}$", (string?)repository.Attribute("commit") ?? "");
+
+        // The package's own README: no link that only resolves inside the repository.
+        var readme = System.Text.Encoding.UTF8.GetString(ReadEntry(zip, "README.md"));
+        Assert.Contains("UniAD.Core", readme, StringComparison.Ordinal);
+        Assert.DoesNotMatch(@"\]\((?!https?:|#)[^)]+\)", readme);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(_package.RepositoryRoot, "src", "Package", "icon.png")), ReadEntry(zip, "icon.png"));
+
+        // Symbols: a .snupkg with the portable PDBs beside the package.
+        Assert.True(File.Exists(_package.SymbolsPath), $"no symbols package {_package.SymbolsPath}");
+        using (var symbols = ZipFile.OpenRead(_package.SymbolsPath))
+        {
+            Assert.Contains(symbols.Entries, e => e.FullName == "lib/net10.0/UniAD.Core.pdb");
+            Assert.Contains(symbols.Entries, e => e.FullName == "lib/net8.0/UniAD.Core.pdb");
+        }
         var groups = nuspec.Descendants().Where(e => e.Name.LocalName == "group").ToList();
         Assert.Equal(
             new[] { "net10.0", "net8.0" },
@@ -172,6 +205,10 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
             Assert.DoesNotContain(ids, id => id.Equals("TorchSharp-cpu", StringComparison.OrdinalIgnoreCase));
             Assert.DoesNotContain(ids, id => id.Contains("cuda", StringComparison.OrdinalIgnoreCase));
             Assert.DoesNotContain(ids, id => id.StartsWith("libtorch", StringComparison.OrdinalIgnoreCase));
+
+            // SkiaSharp (with its Windows and macOS assets), but no Linux native library forced on every consumer.
+            Assert.Contains("SkiaSharp", ids);
+            Assert.DoesNotContain(ids, id => id.StartsWith("SkiaSharp.NativeAssets", StringComparison.OrdinalIgnoreCase));
 
             // The managed TorchSharp package, at the repository's version, is what it does depend on.
             var torchSharp = Assert.Single(group.Elements(), e => e.Name.LocalName == "dependency" && (string?)e.Attribute("id") == "TorchSharp");
@@ -224,6 +261,8 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
             using UniAD.Core.Attention;
             using static TorchSharp.torch;
 
+            UniAD.Core.Native.TorchRuntime.EnsureLoaded(); // what every UniAD.Core entry point does first
+
             using var mask = NeighborMask.Create(new GridSize(4, 4), new GridSize(3, 3));
             using var blocked = mask.eq(float.NegativeInfinity).sum();
             using var open = mask.eq(0f).sum();
@@ -254,6 +293,10 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
                 Assert.Contains($"{library}: Weakened", build.StandardOutput, StringComparison.Ordinal);
             }
         }
+
+        // No SkiaSharp Linux native library in this consumer: the package's targets say which to add.
+        Assert.Contains("UNIAD002", build.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("SkiaSharp.NativeAssets.Linux.NoDependencies", build.StandardOutput, StringComparison.Ordinal);
 
         var run = DotnetCli.Run(consumer, PackedUniADCore.ProcessTimeout, "run", "-c", "Release", "--no-build");
         _output.WriteLine(run.Describe());
@@ -288,6 +331,64 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
         var runPublished = DotnetCli.Run(published, PackedUniADCore.ProcessTimeout, "exec", Path.Combine(published, "Consumer.dll"));
         Assert.True(runPublished.ExitCode == 0, "The published consumer failed:" + Environment.NewLine + runPublished.Describe());
         Assert.Contains("mask-neg-inf=100", runPublished.StandardOutput, StringComparison.Ordinal);
+
+        // The running machine decides: with TorchSharp's original (unpatched) library on a machine whose libstdc++
+        // lacks GLIBCXX_3.4.32, the app stops with a message that names the cause and the fix, not TorchSharp's.
+        if (!systemHasIt)
+        {
+            string original = Path.Combine(PackedUniADCore.GlobalPackagesFolder, "torchsharp", _package.TorchSharpVersion, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+            foreach (string library in publishedLibraries)
+            {
+                File.Copy(original, library, overwrite: true);
+            }
+
+            var unpatched = DotnetCli.Run(published, PackedUniADCore.ProcessTimeout, "exec", Path.Combine(published, "Consumer.dll"));
+            _output.WriteLine(unpatched.Describe());
+            Assert.NotEqual(0, unpatched.ExitCode);
+            string said = unpatched.StandardOutput + unpatched.StandardError;
+            Assert.Contains("System.DllNotFoundException", said, StringComparison.Ordinal);
+            Assert.Contains(Glibcxx3432, said, StringComparison.Ordinal);
+            Assert.Contains("UniADGlibcxxPatch", said, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Building_for_a_runtime_without_libtorch_fails_and_names_the_onnx_route()
+    {
+        string consumer = Path.Combine(_package.WorkDirectory, "arm-consumer");
+        Directory.CreateDirectory(consumer);
+        File.WriteAllText(Path.Combine(consumer, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <packageSources>
+                <add key="uniad-consumertest" value="{SecurityElement.Escape(_package.PackageDirectory)}" />
+              </packageSources>
+            </configuration>
+            """);
+        File.WriteAllText(Path.Combine(consumer, "Directory.Build.props"), "<Project />\n");
+        File.WriteAllText(Path.Combine(consumer, "Directory.Build.targets"), "<Project />\n");
+        File.WriteAllText(Path.Combine(consumer, "Directory.Packages.props"), "<Project />\n");
+        File.WriteAllText(Path.Combine(consumer, "ArmConsumer.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="UniAD.Core" Version="{_package.Version}" />
+              </ItemGroup>
+            </Project>
+            """);
+        File.WriteAllText(Path.Combine(consumer, "Program.cs"), "System.Console.WriteLine(typeof(UniAD.Core.Detection.AnomalyDetector).Name);\n");
+        foreach (string rid in new[] { "linux-arm64", "osx-x64" })
+        {
+            var build = DotnetCli.Run(consumer, PackedUniADCore.ProcessTimeout, "build", "-c", "Release", "-r", rid, "--disable-build-servers", "-nodeReuse:false");
+            _output.WriteLine(build.Describe());
+            Assert.NotEqual(0, build.ExitCode);
+            Assert.Contains("error UNIAD001", build.StandardOutput, StringComparison.Ordinal);
+            Assert.Contains($"no native build for '{rid}'", build.StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("UniAD.Onnx", build.StandardOutput, StringComparison.Ordinal);
+        }
     }
 
     private static byte[] ReadEntry(ZipArchive zip, string name)

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace UniAD.Core;
+namespace UniAD.Core.Native;
 
 /// <summary>
 /// Process-wide settings of the C allocator that libtorch's CPU tensors come from. By default glibc
