@@ -14,7 +14,10 @@ public sealed partial class AnomalyDetector
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="ImageFileException">The file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public async Task<AnomalyResult> ScoreAsync(string imagePath, CancellationToken cancellationToken = default)
+    /// <param name="imagePath">The file.</param>
+    /// <param name="cancellationToken">Cancels before decoding and before the network runs.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public async Task<AnomalyResult> ScoreAsync(string imagePath, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(imagePath);
         if (!File.Exists(imagePath))
@@ -23,32 +26,44 @@ public sealed partial class AnomalyDetector
         }
 
         var bytes = await File.ReadAllBytesAsync(imagePath, cancellationToken).ConfigureAwait(false);
-        return await ScoreEncodedAsync(bytes, imagePath, imagePath, cancellationToken).ConfigureAwait(false);
+        return await ScoreEncodedAsync(bytes, imagePath, imagePath, className, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Scores an encoded image (PNG, JPEG, BMP) read asynchronously from a stream (no synchronous copy).</summary>
     /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public async Task<AnomalyResult> ScoreAsync(Stream stream, string? name = null, CancellationToken cancellationToken = default)
+    /// <param name="stream">The encoded image.</param>
+    /// <param name="name">A name for messages and the result's source.</param>
+    /// <param name="cancellationToken">Cancels the copy, and before decoding and before the network runs.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public async Task<AnomalyResult> ScoreAsync(Stream stream, string? name = null, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
         using var copy = stream.CanSeek ? new MemoryStream(checked((int)Math.Max(0, stream.Length - stream.Position))) : new MemoryStream();
         await stream.CopyToAsync(copy, cancellationToken).ConfigureAwait(false);
-        return await ScoreEncodedAsync(copy.ToArray(), name ?? "stream", name, cancellationToken).ConfigureAwait(false);
+        return await ScoreEncodedAsync(copy.ToArray(), name ?? "stream", name, className, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Scores an encoded image (PNG, JPEG, BMP) held in memory.</summary>
     /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public Task<AnomalyResult> ScoreAsync(byte[] encoded, string? name = null, CancellationToken cancellationToken = default)
+    /// <param name="encoded">The file's bytes.</param>
+    /// <param name="name">A name for messages and the result's source.</param>
+    /// <param name="cancellationToken">Cancels before decoding and before the network runs.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public Task<AnomalyResult> ScoreAsync(byte[] encoded, string? name = null, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(encoded);
-        return ScoreEncodedAsync(encoded, name ?? "bytes", name, cancellationToken);
+        return ScoreEncodedAsync(encoded, name ?? "bytes", name, className, cancellationToken);
     }
 
     /// <summary>Scores a decoded SkiaSharp bitmap on the thread pool.</summary>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public Task<AnomalyResult> ScoreAsync(SKBitmap bitmap, string? name = null, CancellationToken cancellationToken = default)
+    /// <param name="bitmap">The image (copied before the call returns).</param>
+    /// <param name="name">A name for the result's source.</param>
+    /// <param name="cancellationToken">Cancels before the network runs.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public Task<AnomalyResult> ScoreAsync(SKBitmap bitmap, string? name = null, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(bitmap);
         var image = ToRgb(bitmap); // copied now: the caller may dispose the bitmap once the task is started
@@ -56,17 +71,20 @@ public sealed partial class AnomalyDetector
             () =>
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                return Score(image, name);
+                return Score(image, name, className);
             },
             cancellationToken);
     }
 
     /// <summary>Scores an encoded image (PNG, JPEG, BMP) held in memory, synchronously.</summary>
     /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
-    public AnomalyResult Score(byte[] encoded, string? name = null)
+    /// <param name="encoded">The file's bytes.</param>
+    /// <param name="name">A name for messages and the result's source.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public AnomalyResult Score(byte[] encoded, string? name = null, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(encoded);
-        return ScoreImages(new[] { (ImageDecoder.Decode(encoded, name ?? "bytes", Preprocess.MaxImagePixels), name) })[0];
+        return ScoreImages(new[] { (ImageDecoder.Decode(encoded, name ?? "bytes", Preprocess.MaxImagePixels), name) }, className)[0];
     }
 
     /// <summary>
@@ -78,14 +96,18 @@ public sealed partial class AnomalyDetector
     /// <exception cref="FileNotFoundException">A file does not exist.</exception>
     /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled (between batches or files).</exception>
-    public IAsyncEnumerable<AnomalyResult> ScoreManyAsync(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default)
+    /// <param name="imagePaths">The files.</param>
+    /// <param name="batchSize">Images per forward pass.</param>
+    /// <param name="cancellationToken">Cancels between files and batches.</param>
+    /// <param name="className">The images' class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public IAsyncEnumerable<AnomalyResult> ScoreManyAsync(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(imagePaths);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        return Iterate(imagePaths, batchSize, cancellationToken);
+        return Iterate(imagePaths, batchSize, className, cancellationToken);
     }
 
-    private async IAsyncEnumerable<AnomalyResult> Iterate(IEnumerable<string> imagePaths, int batchSize, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<AnomalyResult> Iterate(IEnumerable<string> imagePaths, int batchSize, string? className, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var pending = new List<string>(batchSize);
         foreach (var path in imagePaths)
@@ -96,7 +118,7 @@ public sealed partial class AnomalyDetector
                 continue;
             }
 
-            foreach (var r in await ScoreFilesAsync(pending, cancellationToken).ConfigureAwait(false))
+            foreach (var r in await ScoreFilesAsync(pending, className, cancellationToken).ConfigureAwait(false))
             {
                 yield return r;
             }
@@ -106,14 +128,14 @@ public sealed partial class AnomalyDetector
 
         if (pending.Count > 0)
         {
-            foreach (var r in await ScoreFilesAsync(pending, cancellationToken).ConfigureAwait(false))
+            foreach (var r in await ScoreFilesAsync(pending, className, cancellationToken).ConfigureAwait(false))
             {
                 yield return r;
             }
         }
     }
 
-    private async Task<List<AnomalyResult>> ScoreFilesAsync(IReadOnlyList<string> paths, CancellationToken cancellationToken)
+    private async Task<List<AnomalyResult>> ScoreFilesAsync(IReadOnlyList<string> paths, string? className, CancellationToken cancellationToken)
     {
         // Read in input order (the first failing file is reported), decode and score on the thread pool.
         var encoded = new byte[paths.Count][];
@@ -139,19 +161,19 @@ public sealed partial class AnomalyDetector
                 }
 
                 cancellationToken.ThrowIfCancellationRequested();
-                return ScoreImages(images);
+                return ScoreImages(images, className);
             },
             cancellationToken).ConfigureAwait(false);
     }
 
-    private Task<AnomalyResult> ScoreEncodedAsync(byte[] encoded, string messageName, string? name, CancellationToken cancellationToken) =>
+    private Task<AnomalyResult> ScoreEncodedAsync(byte[] encoded, string messageName, string? name, string? className, CancellationToken cancellationToken) =>
         Task.Run(
             () =>
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var image = ImageDecoder.Decode(encoded, messageName, Preprocess.MaxImagePixels);
                 cancellationToken.ThrowIfCancellationRequested();
-                return ScoreImages(new[] { (image, name) })[0];
+                return ScoreImages(new[] { (image, name) }, className)[0];
             },
             cancellationToken);
 }

@@ -58,7 +58,7 @@ public sealed partial class AnomalyDetector
     }
 
     /// <summary>The tiled counterpart of <c>ScoreImages</c>: each image tiled, scored and stitched; maps returned at the image's own size.</summary>
-    private List<AnomalyResult> ScoreTiled(IReadOnlyList<(RgbImage Image, string? Name)> images)
+    private List<AnomalyResult> ScoreTiled(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className)
     {
         var tiling = Options.Tiling!;
         var results = new List<AnomalyResult>(images.Count);
@@ -68,6 +68,11 @@ public sealed partial class AnomalyDetector
             var working = Tiler.WorkingImage(image, tiling, Options.InputSize, name ?? "image");
             var map = StitchedMap(WorkingTensor(working), TileGridOf(working), ScoringTileBatch, CancellationToken.None);
             RequireFinite(map.unsqueeze(0), new[] { name });
+            if (ReferenceMaps is { } references)
+            {
+                map = references.Normalize(map.unsqueeze(0), new[] { className })[0];
+            }
+
             double score = ImageScore(map);
             var resized = image.Height == map.shape[0] && image.Width == map.shape[1]
                 ? map

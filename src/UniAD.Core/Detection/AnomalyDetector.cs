@@ -152,49 +152,69 @@ public sealed partial class AnomalyDetector : IDisposable
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="ImageFileException">The file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
     /// <exception cref="InvalidDataException">The model produced a non-finite map (its weights hold NaN or infinity).</exception>
-    public AnomalyResult Score(string imagePath)
+    /// <exception cref="ArgumentException">The detector has reference maps and <paramref name="className"/> is null or unknown.</exception>
+    /// <param name="imagePath">The image file.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
+    public AnomalyResult Score(string imagePath, string? className = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(imagePath);
-        return ScoreImages(new[] { (ImageDecoder.Decode(imagePath, Preprocess.MaxImagePixels), (string?)imagePath) })[0];
+        return ScoreImages(new[] { (ImageDecoder.Decode(imagePath, Preprocess.MaxImagePixels), (string?)imagePath) }, className)[0];
     }
 
     /// <summary>Scores an encoded image (PNG, JPEG, BMP) read from a stream.</summary>
     /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
-    public AnomalyResult Score(Stream stream, string? name = null)
+    /// <param name="stream">The encoded image.</param>
+    /// <param name="name">A name for messages and the result's source.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
+    public AnomalyResult Score(Stream stream, string? name = null, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
         using var copy = new MemoryStream();
         stream.CopyTo(copy);
         var image = ImageDecoder.Decode(copy.ToArray(), name ?? "stream", Preprocess.MaxImagePixels);
-        return ScoreImages(new[] { (image, name) })[0];
+        return ScoreImages(new[] { (image, name) }, className)[0];
     }
 
     /// <summary>Scores a decoded SkiaSharp bitmap (any colour type; alpha is dropped).</summary>
-    public AnomalyResult Score(SKBitmap bitmap, string? name = null) => Score(ToRgb(bitmap), name);
+    /// <param name="bitmap">The image.</param>
+    /// <param name="name">A name for the result's source.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
+    public AnomalyResult Score(SKBitmap bitmap, string? name = null, string? className = null) => Score(ToRgb(bitmap), name, className);
 
     /// <summary>Scores a decoded RGB image.</summary>
-    public AnomalyResult Score(RgbImage image, string? name = null)
+    /// <param name="image">The image.</param>
+    /// <param name="name">A name for the result's source.</param>
+    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
+    public AnomalyResult Score(RgbImage image, string? name = null, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(image);
-        return ScoreImages(new[] { (image, name) })[0];
+        return ScoreImages(new[] { (image, name) }, className)[0];
     }
 
     /// <summary>Scores many image files, <paramref name="batchSize"/> at a time; the results keep the input order.</summary>
     /// <exception cref="FileNotFoundException">A file does not exist (the first such file in input order, not wrapped).</exception>
     /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large (the first such file in input order, not wrapped).</exception>
-    public IReadOnlyList<AnomalyResult> ScoreBatch(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default) =>
-        ScoreStream(imagePaths, batchSize, cancellationToken).ToList();
+    /// <param name="imagePaths">The files.</param>
+    /// <param name="batchSize">Images per forward pass.</param>
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    /// <param name="className">The images' class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public IReadOnlyList<AnomalyResult> ScoreBatch(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null) =>
+        ScoreStream(imagePaths, batchSize, cancellationToken, className).ToList();
 
     /// <summary>
     /// Scores image files lazily, <paramref name="batchSize"/> at a time, yielding each result as its batch completes.
     /// Memory stays flat however many images are scored. A file that cannot be read stops the enumeration with its
     /// own exception (the results of earlier batches have been yielded); to go on past bad files, score each file
-    /// with <see cref="Score(string)"/> and catch <see cref="IOException"/>.
+    /// with <see cref="Score(string, string?)"/> and catch <see cref="IOException"/>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The batch size is not positive.</exception>
     /// <exception cref="FileNotFoundException">A file does not exist.</exception>
     /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
-    public IEnumerable<AnomalyResult> ScoreStream(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default)
+    /// <param name="imagePaths">The files.</param>
+    /// <param name="batchSize">Images per forward pass.</param>
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    /// <param name="className">The images' class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public IEnumerable<AnomalyResult> ScoreStream(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(imagePaths);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
@@ -208,7 +228,7 @@ public sealed partial class AnomalyDetector : IDisposable
                 pending.Add(path);
                 if (pending.Count == batchSize)
                 {
-                    foreach (var r in ScoreFiles(pending, cancellationToken))
+                    foreach (var r in ScoreFiles(pending, cancellationToken, className))
                     {
                         yield return r;
                     }
@@ -219,7 +239,7 @@ public sealed partial class AnomalyDetector : IDisposable
 
             if (pending.Count > 0)
             {
-                foreach (var r in ScoreFiles(pending, cancellationToken))
+                foreach (var r in ScoreFiles(pending, cancellationToken, className))
                 {
                     yield return r;
                 }
@@ -233,7 +253,10 @@ public sealed partial class AnomalyDetector : IDisposable
     /// </summary>
     /// <exception cref="ArgumentException">The tensor does not have the input size, is not floating point, or holds NaN or infinity.</exception>
     /// <exception cref="InvalidDataException">The model produced a non-finite map (its weights hold NaN or infinity).</exception>
-    public IReadOnlyList<AnomalyResult> ScoreTensor(Tensor images, IReadOnlyList<string?>? names = null)
+    /// <param name="images">Normalised images, B x 3 x H x W.</param>
+    /// <param name="names">Names for the results' sources, or null.</param>
+    /// <param name="classNames">The images' classes: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public IReadOnlyList<AnomalyResult> ScoreTensor(Tensor images, IReadOnlyList<string?>? names = null, IReadOnlyList<string?>? classNames = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         var size = Options.InputSize;
@@ -265,7 +288,7 @@ public sealed partial class AnomalyDetector : IDisposable
         }
 
         var sizes = Enumerable.Repeat(size, (int)images.shape[0]).ToArray();
-        return Run(input, sizes, names ?? new string?[sizes.Length]);
+        return Run(input, sizes, names ?? new string?[sizes.Length], classNames ?? new string?[sizes.Length]);
     }
 
     /// <summary>
@@ -590,7 +613,24 @@ public sealed partial class AnomalyDetector : IDisposable
         };
     }
 
-    private IEnumerable<(Tensor Maps, ImageBatch Batch)> Maps(IImageSource source, int batchSize, bool loadMasks, CancellationToken cancellationToken)
+    /// <summary>Maps of a source's images, batch by batch, normalised by the reference maps unless <paramref name="raw"/>.</summary>
+    private IEnumerable<(Tensor Maps, ImageBatch Batch)> Maps(IImageSource source, int batchSize, bool loadMasks, CancellationToken cancellationToken, bool raw = false)
+    {
+        var references = raw ? null : ReferenceMaps;
+        foreach (var (maps, batch) in RawMaps(source, batchSize, loadMasks, cancellationToken))
+        {
+            if (references is null)
+            {
+                yield return (maps, batch);
+                continue;
+            }
+
+            using var normalized = references.Normalize(maps, batch.ClassNames);
+            yield return (normalized, batch);
+        }
+    }
+
+    private IEnumerable<(Tensor Maps, ImageBatch Batch)> RawMaps(IImageSource source, int batchSize, bool loadMasks, CancellationToken cancellationToken)
     {
         if (Options.Tiling is not null)
         {
@@ -624,7 +664,7 @@ public sealed partial class AnomalyDetector : IDisposable
         }
     }
 
-    private List<AnomalyResult> ScoreFiles(IReadOnlyList<string> paths, CancellationToken cancellationToken)
+    private List<AnomalyResult> ScoreFiles(IReadOnlyList<string> paths, CancellationToken cancellationToken, string? className)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var images = new (RgbImage, string?)[paths.Count];
@@ -647,24 +687,38 @@ public sealed partial class AnomalyDetector : IDisposable
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
         }
 
-        return ScoreImages(images);
+        return ScoreImages(images, className);
     }
 
-    private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images)
+    private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className = null)
     {
+        var classes = Enumerable.Repeat(className, images.Count).ToArray();
+        RequireClasses(classes);
         if (Options.Tiling is not null)
         {
-            return ScoreTiled(images);
+            return ScoreTiled(images, className);
         }
 
         using var scope = NewDisposeScope();
         var inputs = stack(images.Select(i => ImagePreprocessor.ToTensor(i.Image, Preprocess)).ToArray());
         var sizes = images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray();
-        return Run(inputs, sizes, images.Select(i => i.Name).ToArray());
+        return Run(inputs, sizes, images.Select(i => i.Name).ToArray(), classes);
     }
 
-    private List<AnomalyResult> Run(Tensor inputs, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names)
+    /// <summary>With reference maps, every image needs a known class (checked before the network runs).</summary>
+    private void RequireClasses(IReadOnlyList<string?> classes)
     {
+        if (ReferenceMaps is { } references && classes.FirstOrDefault(c => c is null || !references.Classes.ContainsKey(c)) is var missing && classes.Any(c => c is null || !references.Classes.ContainsKey(c)))
+        {
+            throw new ArgumentException(missing is null
+                ? $"This detector normalises maps by per-class reference maps ({string.Join(", ", references.Classes.Keys)}): pass the image's class."
+                : $"No reference map for class '{missing}'; the detector has them for {string.Join(", ", references.Classes.Keys)}.", "className");
+        }
+    }
+
+    private List<AnomalyResult> Run(Tensor inputs, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, IReadOnlyList<string?> classNames)
+    {
+        RequireClasses(classNames);
         using var scope = NewDisposeScope();
         Tensor pred;
         Calibration? calibration;
@@ -679,6 +733,10 @@ public sealed partial class AnomalyDetector : IDisposable
         }
 
         RequireFinite(pred, names);
+        if (ReferenceMaps is { } references)
+        {
+            pred = references.Normalize(pred.squeeze(1), classNames).unsqueeze(1);
+        }
 
         var results = new List<AnomalyResult>(originalSizes.Count);
         for (int i = 0; i < originalSizes.Count; i++)

@@ -45,7 +45,21 @@ public static class DetectorCheckpoint
     {
         /// <summary>The learning-rate schedule's total steps planned for a time budget (reused on resume), or null.</summary>
         public long? ScheduleTotalSteps { get; init; }
+
+        /// <summary>Per-class reference maps (<see cref="AnomalyDetector.ReferenceMaps"/>) without their values (tensors <c>reference.N</c>), or null.</summary>
+        public IReadOnlyList<ReferenceInfo>? References { get; init; }
     }
+
+    /// <summary>A stored reference map: its class, grid, epsilon and image count; the values are the tensor <c>reference.{Index}</c>.</summary>
+    /// <param name="Index">Number of the tensor.</param>
+    /// <param name="ClassName">The class.</param>
+    /// <param name="Height">Grid rows.</param>
+    /// <param name="Width">Grid columns.</param>
+    /// <param name="Epsilon">Added before dividing.</param>
+    /// <param name="Images">Normal images averaged.</param>
+    public sealed record ReferenceInfo(int Index, string ClassName, int Height, int Width, double Epsilon, int Images);
+
+    private const string ReferencePrefix = "reference.";
 
     /// <summary>Reads only the description of a checkpoint.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
@@ -78,11 +92,19 @@ public static class DetectorCheckpoint
 
     internal static void Save(AnomalyDetector detector, string path, AdamW? optimizer)
     {
+        var references = detector.ReferenceMaps?.Classes.Values.OrderBy(r => r.ClassName, StringComparer.Ordinal).ToList();
         var info = new Info(Format, Version, LibraryVersion(), detector.Options, detector.Calibration, detector.EpochsTrained, optimizer?.LearningRate ?? 0, optimizer is not null)
         {
             ScheduleTotalSteps = optimizer is null ? null : detector.ScheduleTotalSteps,
+            References = references?.Select((r, i) => new ReferenceInfo(i, r.ClassName, r.Height, r.Width, r.Epsilon, r.Images)).ToList(),
         };
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var referenceTensors = references?.Select(r => tensor(r.Values.ToArray(), new long[] { r.Height, r.Width })).ToList() ?? new List<Tensor>();
+        for (int i = 0; i < referenceTensors.Count; i++)
+        {
+            tensors[ReferencePrefix + i.ToString(System.Globalization.CultureInfo.InvariantCulture)] = referenceTensors[i];
+        }
+
         foreach (var (key, value) in detector.Model.state_dict())
         {
             tensors[ModelPrefix + key] = value;
@@ -100,7 +122,7 @@ public static class DetectorCheckpoint
         }
         finally
         {
-            foreach (var t in state.Values)
+            foreach (var t in state.Values.Concat(referenceTensors))
             {
                 t.Dispose();
             }
@@ -127,6 +149,7 @@ public static class DetectorCheckpoint
             try
             {
                 LoadModel(detector, tensors, path);
+                detector.RestoreReferenceMaps(ReadReferences(info, tensors, path));
                 return detector;
             }
             catch
@@ -160,6 +183,35 @@ public static class DetectorCheckpoint
             optimizer.LoadState(tensors.Where(kv => kv.Key.StartsWith(OptimizerPrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[OptimizerPrefix.Length..], kv => kv.Value));
             detector.ScheduleTotalSteps = info.ScheduleTotalSteps;
             return info.Epoch;
+        }
+    }
+
+    private static ReferenceMaps? ReadReferences(Info info, TensorDictionary tensors, string path)
+    {
+        if (info.References is not { Count: > 0 } references)
+        {
+            return null;
+        }
+
+        var maps = new List<ClassReferenceMap>();
+        foreach (var r in references)
+        {
+            var key = ReferencePrefix + r.Index.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (!tensors.TryGetValue(key, out var t) || t.dtype != ScalarType.Float32 || t.dim() != 2 || t.shape[0] != r.Height || t.shape[1] != r.Width)
+            {
+                throw new InvalidDataException($"'{path}': the reference map of class '{r.ClassName}' ({key}, {r.Height} x {r.Width} float32) is missing or of another shape.");
+            }
+
+            maps.Add(new ClassReferenceMap(r.ClassName, r.Height, r.Width, t.contiguous().data<float>().ToArray(), r.Epsilon, r.Images));
+        }
+
+        try
+        {
+            return new ReferenceMaps(maps);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new InvalidDataException($"'{path}' holds impossible reference maps: {ex.Message}", ex);
         }
     }
 
