@@ -28,7 +28,7 @@ public sealed record AnomalyModelInfo(string? Source, int Generation, DateTimeOf
 /// </remarks>
 public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
 {
-    private readonly AnomalyDetectorServiceOptions options;
+    private readonly IOptions<AnomalyDetectorServiceOptions> options;
     private readonly ILoggerFactory loggerFactory;
     private readonly ILogger logger;
     private readonly object swapGate = new();
@@ -41,7 +41,7 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
     public AnomalyDetectorProvider(IOptions<AnomalyDetectorServiceOptions> options, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        this.options = options.Value;
+        this.options = options; // read when used: resolving the provider never throws the options' validation
         this.loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         logger = this.loggerFactory.CreateLogger<AnomalyDetectorProvider>();
     }
@@ -122,7 +122,7 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
     /// <exception cref="InvalidOperationException">A sensitivity is configured but the model is not calibrated.</exception>
     public async Task<AnomalyModelInfo> ReloadAsync(string? path = null, CancellationToken cancellationToken = default)
     {
-        path ??= options.ModelPath;
+        path ??= options.Value.ModelPath;
         ArgumentException.ThrowIfNullOrEmpty(path);
         await reloadGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -157,11 +157,11 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
 
         try
         {
-            await ReloadAsync(options.ModelPath, cancellationToken).ConfigureAwait(false);
+            await ReloadAsync(options.Value.ModelPath, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            logger.LogCritical(ex, "Could not load the anomaly detector from {ModelPath}.", options.ModelPath);
+            logger.LogCritical(ex, "Could not load the anomaly detector from {ModelPath}.", options.Value.ModelPath);
             throw;
         }
     }
@@ -190,10 +190,10 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
 
     private AnomalyDetector Load(string path)
     {
-        var detector = AnomalyDetector.Load(path, options.Device, loggerFactory);
+        var detector = AnomalyDetector.Load(path, options.Value.Device, loggerFactory);
         try
         {
-            if (options.Sensitivity is { } s)
+            if (options.Value.Sensitivity is { } s)
             {
                 if (detector.Calibration is null)
                 {

@@ -105,6 +105,11 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
             await base.StopAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        if (cancellationToken.IsCancellationRequested)
+        {
+            await abort.CancelAsync().ConfigureAwait(false); // the timeout passed (the registration may not have run before it was disposed)
+        }
+
         if (ExecuteTask is null)
         {
             FailQueued(); // never started: nothing will score them
