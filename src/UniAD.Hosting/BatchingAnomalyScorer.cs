@@ -33,8 +33,10 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
     private readonly ILogger logger;
     private readonly Channel<Request> queue;
     private readonly CancellationTokenSource abort = new();
+    private readonly CancellationToken abortToken; // read by the loop, so that it never touches the source after Dispose
     private volatile bool accepting = true;
     private volatile bool running;
+    private int disposed;
 
     /// <summary>Creates the scorer (it scores once started as a hosted service).</summary>
     public BatchingAnomalyScorer(AnomalyDetectorProvider provider, IOptions<AnomalyDetectorServiceOptions> options, AnomalyScoringMetrics metrics, ILogger<BatchingAnomalyScorer>? logger = null)
@@ -53,6 +55,7 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
             FullMode = BoundedChannelFullMode.Wait, // writers use TryWrite: a full queue refuses, it never blocks nor drops
         });
         metrics.ObserveQueue(() => QueueLength);
+        abortToken = abort.Token;
     }
 
     /// <summary>Whether the scoring loop is running (started and not stopped).</summary>
@@ -116,11 +119,17 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
         }
     }
 
-    /// <inheritdoc />
+    /// <summary>Refuses new requests and ends the loop at once (without the drain of <see cref="StopAsync"/>); queued requests fail.</summary>
     public override void Dispose()
     {
+        if (Interlocked.Exchange(ref disposed, 1) != 0)
+        {
+            return; // registered as itself and as a hosted service: the container may dispose it twice
+        }
+
         accepting = false;
         queue.Writer.TryComplete();
+        abort.Cancel();
         if (ExecuteTask is null or { IsCompleted: true })
         {
             FailQueued();
@@ -139,9 +148,9 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
         try
         {
             var reader = queue.Reader;
-            while (await reader.WaitToReadAsync(abort.Token).ConfigureAwait(false))
+            while (await reader.WaitToReadAsync(abortToken).ConfigureAwait(false))
             {
-                await GatherAsync(reader, batch, abort.Token).ConfigureAwait(false);
+                await GatherAsync(reader, batch, abortToken).ConfigureAwait(false);
                 if (batch.Count > 0)
                 {
                     try
@@ -162,7 +171,7 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
                 batch.Clear();
             }
         }
-        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        catch (OperationCanceledException) when (abortToken.IsCancellationRequested)
         {
             // the shutdown timeout passed: what is left fails below
         }
