@@ -39,14 +39,8 @@ public sealed class TestModels : IDisposable
     /// <summary>The test split's PNG files: (name, bytes).</summary>
     public IReadOnlyList<(string Name, byte[] Bytes)> Images { get; }
 
-    public static AnomalyDetectorBuilder TinyBuilder(int seed) => new AnomalyDetectorBuilder()
-        .WithBackbone("resnet18", new[] { 1 })
-        .WithInputSize(64, 64)
-        .WithNeckStride(8)
-        .WithNeighborMask(3, 3)
-        .WithReconstruction(o => o with { HiddenDim = 16, NumHeads = 2, NumEncoderLayers = 1, NumDecoderLayers = 1, FeedForwardDim = 32 })
-        .WithImageScore(UniAD.Core.Metrics.ImageScoreKind.PooledMax, 4)
-        .WithSeed(seed);
+    /// <summary>The recipe of SyntheticData.TinyBuilder in UniAD.Core.Tests, kept by the sample (the demo model).</summary>
+    public static AnomalyDetectorBuilder TinyBuilder(int seed) => UniAD.ScoringService.DemoModel.TinyBuilder(seed);
 
     public void Dispose() => Directory.Delete(Root, recursive: true);
 
