@@ -191,6 +191,30 @@ public sealed partial class AnomalyDetector : IDisposable
         return ScoreImages(new[] { (image, name) }, className)[0];
     }
 
+    /// <summary>
+    /// Scores decoded images together, in one forward pass (with tiling, their tiles 8 at a time); the results keep the
+    /// input order and equal <see cref="Score(RgbImage, string?)"/> of each image to float precision. For services that
+    /// gather requests into batches (UniAD.Hosting's batching scorer).
+    /// </summary>
+    /// <exception cref="ArgumentException">No image, or the number of names differs from the number of images.</exception>
+    /// <exception cref="InvalidDataException">The model produced a non-finite map (its weights hold NaN or infinity).</exception>
+    public IReadOnlyList<AnomalyResult> ScoreBatch(IReadOnlyList<RgbImage> images, IReadOnlyList<string?>? names = null)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.Count == 0 || (names is not null && names.Count != images.Count))
+        {
+            throw new ArgumentException($"Expected at least one image and as many names; got {images.Count} images and {names?.Count.ToString(CultureInfo.InvariantCulture) ?? "no"} names.", nameof(images));
+        }
+
+        var items = new (RgbImage, string?)[images.Count];
+        for (int i = 0; i < items.Length; i++)
+        {
+            items[i] = (images[i] ?? throw new ArgumentException($"Image {i} is null.", nameof(images)), names?[i]);
+        }
+
+        return ScoreImages(items);
+    }
+
     /// <summary>Scores many image files, <paramref name="batchSize"/> at a time; the results keep the input order.</summary>
     /// <exception cref="FileNotFoundException">A file does not exist (the first such file in input order, not wrapped).</exception>
     /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large (the first such file in input order, not wrapped).</exception>

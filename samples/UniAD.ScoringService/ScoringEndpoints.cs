@@ -1,0 +1,232 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
+using UniAD.Core.Data;
+using UniAD.Hosting;
+
+namespace UniAD.ScoringService;
+
+/// <summary>The JSON verdict of <c>POST /score</c>.</summary>
+/// <param name="Source">The image's name: the multipart file name, the <c>name</c> query parameter, or <c>body</c>.</param>
+/// <param name="Score">The raw image score.</param>
+/// <param name="Normalized">The score mapped to [0, 1] with the threshold at 0.5 (null when the model is not calibrated).</param>
+/// <param name="Anomalous">Whether the score reaches the threshold (null when the model is not calibrated).</param>
+/// <param name="Width">The image's width in pixels (the map's too).</param>
+/// <param name="Height">The image's height in pixels.</param>
+/// <param name="MapMax">The largest value of the anomaly map (raw scale).</param>
+/// <param name="AnomalousPixels">Pixels at or above the calibrated pixel threshold (null without one).</param>
+/// <param name="ModelGeneration">Which model scored it (1, then one more per hot swap).</param>
+/// <param name="Model">The model's file.</param>
+public sealed record ScoreResponse(string? Source, double Score, double? Normalized, bool? Anomalous, int Width, int Height, float MapMax, int? AnomalousPixels, int ModelGeneration, string? Model)
+{
+    /// <summary>The response for a scored image.</summary>
+    public static ScoreResponse From(ScoredImage scored)
+    {
+        ArgumentNullException.ThrowIfNull(scored);
+        var r = scored.Result;
+        return new ScoreResponse(r.Source, r.Score, r.NormalizedScore, r.IsAnomalous, r.Map.Width, r.Map.Height, r.Map.Max, r.Mask?.Count(m => m != 0), scored.Model.Generation, scored.Model.Source);
+    }
+}
+
+/// <summary>The scoring service's registration and endpoints, shared by Program.cs and the HTTP tests.</summary>
+public static class ScoringEndpoints
+{
+    /// <summary>Room for multipart boundaries and headers above <see cref="AnomalyDetectorServiceOptions.MaxImageBytes"/> in the request body limit.</summary>
+    public const long MultipartOverheadBytes = 64 * 1024;
+
+    /// <summary>
+    /// Registers the hosted detector from the configuration section <c>UniAD</c> (<see cref="AnomalyDetectorServiceOptions"/>;
+    /// validated at start), its health check and problem details.
+    /// </summary>
+    public static IServiceCollection AddScoringService(this IServiceCollection services, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        services.AddAnomalyDetector(configuration.GetSection(AnomalyDetectorServiceOptions.SectionName));
+        services.AddHealthChecks().AddAnomalyDetectorHealthCheck();
+        services.AddProblemDetails();
+        return services;
+    }
+
+    /// <summary>
+    /// Maps <c>POST /score</c> (raw image body or multipart file; JSON verdict, or the PNG heat map with <c>?heatmap=true</c> or
+    /// <c>Accept: image/png</c>) and <c>GET /health</c> (JSON; 200 healthy, 503 unhealthy).
+    /// </summary>
+    public static IEndpointRouteBuilder MapScoringEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        endpoints.MapPost("/score", ScoreAsync);
+        endpoints.MapHealthChecks("/health", new HealthCheckOptions { ResponseWriter = WriteHealthAsync });
+        return endpoints;
+    }
+
+    private static async Task<IResult> ScoreAsync(HttpContext context, IAnomalyScorer scorer, IOptions<AnomalyDetectorServiceOptions> options)
+    {
+        var request = context.Request;
+        var cancellationToken = context.RequestAborted;
+        long limit = options.Value.MaxImageBytes;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } bodySize)
+        {
+            bodySize.MaxRequestBodySize = limit + MultipartOverheadBytes; // Kestrel then refuses larger bodies itself
+        }
+
+        byte[] image;
+        string name;
+        try
+        {
+            if (request.HasFormContentType)
+            {
+                var form = await request.ReadFormAsync(cancellationToken);
+                var file = form.Files.GetFile("image") ?? form.Files.FirstOrDefault();
+                if (file is null)
+                {
+                    return Problem(StatusCodes.Status400BadRequest, "No image in the form", "The multipart form has no file part; send the image as the file 'image'.", "no_image");
+                }
+
+                if (file.Length > limit)
+                {
+                    return TooLarge(file.FileName, file.Length, limit);
+                }
+
+                name = string.IsNullOrEmpty(file.FileName) ? file.Name : file.FileName;
+                image = new byte[file.Length];
+                await using var stream = file.OpenReadStream();
+                await stream.ReadExactlyAsync(image, cancellationToken);
+            }
+            else if (IsImageContent(request.ContentType))
+            {
+                name = request.Query["name"] is { Count: > 0 } n && !string.IsNullOrEmpty(n[0]) ? n[0]! : "body";
+                if (request.ContentLength is long length && length > limit)
+                {
+                    return TooLarge(name, length, limit);
+                }
+
+                var body = await ReadBodyAsync(request.Body, limit, cancellationToken);
+                if (body is null)
+                {
+                    return TooLarge(name, limit + 1, limit);
+                }
+
+                image = body;
+            }
+            else
+            {
+                return Problem(StatusCodes.Status415UnsupportedMediaType, "Unsupported media type", $"Send the image as the raw body (Content-Type image/png, image/jpeg, image/bmp or application/octet-stream) or as a multipart/form-data file; got '{request.ContentType}'.", "unsupported_media_type");
+            }
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return TooLarge("body", limit + 1, limit);
+        }
+        catch (InvalidDataException ex)
+        {
+            // The form reader's own limits (multipart section or body length).
+            return Problem(StatusCodes.Status413PayloadTooLarge, "Image too large", ex.Message, "too_large");
+        }
+
+        try
+        {
+            var scored = await scorer.ScoreImageAsync(image, name, cancellationToken);
+            if (WantsHeatmap(request))
+            {
+                var headers = context.Response.Headers;
+                headers["X-UniAD-Score"] = scored.Result.Score.ToString("R", CultureInfo.InvariantCulture);
+                if (scored.Result.IsAnomalous is { } anomalous)
+                {
+                    headers["X-UniAD-Anomalous"] = anomalous ? "true" : "false";
+                }
+
+                return Results.File(scored.RenderHeatmapPng(), "image/png");
+            }
+
+            return Results.Ok(ScoreResponse.From(scored));
+        }
+        catch (ImageFileException ex)
+        {
+            return Problem(StatusCodes.Status400BadRequest, "The image could not be decoded", ex.Reason, "bad_image", ex.FilePath);
+        }
+        catch (ImageTooLargeException ex)
+        {
+            return TooLarge(ex.Name, ex.Length, ex.Limit);
+        }
+        catch (ScorerUnavailableException ex)
+        {
+            context.Response.Headers.RetryAfter = "1";
+            return Problem(StatusCodes.Status503ServiceUnavailable, ex is ScoringQueueFullException ? "Scoring queue full" : "Scorer unavailable", ex.Message, ex is ScoringQueueFullException ? "queue_full" : "unavailable");
+        }
+    }
+
+    private static IResult TooLarge(string? name, long length, long limit) =>
+        Problem(StatusCodes.Status413PayloadTooLarge, "Image too large", $"'{name ?? "image"}' has {length} bytes{(length == limit + 1 ? " or more" : string.Empty)}; the limit is {limit} bytes (UniAD:MaxImageBytes).", "too_large", name);
+
+    private static IResult Problem(int status, string title, string detail, string error, string? source = null) =>
+        Results.Problem(detail, statusCode: status, title: title, extensions: new Dictionary<string, object?> { ["error"] = error, ["source"] = source });
+
+    private static bool IsImageContent(string? contentType) =>
+        contentType is not null && MediaTypeHeaderValue.TryParse(contentType, out var media) &&
+        (media.MediaType.StartsWith("image/", StringComparison.OrdinalIgnoreCase) || media.MediaType.Equals("application/octet-stream", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary><c>?heatmap=true</c>, or an Accept header that ranks image/png above application/json.</summary>
+    private static bool WantsHeatmap(HttpRequest request)
+    {
+        if (request.Query["heatmap"] is { Count: > 0 } q)
+        {
+            return bool.TryParse(q[0], out bool on) ? on : q[0] == "1";
+        }
+
+        var accept = request.GetTypedHeaders().Accept;
+        double png = -1, json = -1;
+        foreach (var media in accept)
+        {
+            double quality = media.Quality ?? 1;
+            if (media.MediaType.Equals("image/png", StringComparison.OrdinalIgnoreCase))
+            {
+                png = Math.Max(png, quality);
+            }
+            else if (media.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || media.MediaType.Equals("*/*", StringComparison.Ordinal))
+            {
+                json = Math.Max(json, quality);
+            }
+        }
+
+        return png > 0 && png > json;
+    }
+
+    /// <summary>The body, or null when it holds more than <paramref name="limit"/> bytes (read no further).</summary>
+    private static async Task<byte[]?> ReadBodyAsync(Stream body, long limit, CancellationToken cancellationToken)
+    {
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await body.ReadAsync(chunk, cancellationToken)) > 0)
+        {
+            if (buffer.Length + read > limit)
+            {
+                return null;
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
+        return buffer.ToArray();
+    }
+
+    private static Task WriteHealthAsync(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json; charset=utf-8";
+        var body = new
+        {
+            status = report.Status.ToString(),
+            durationMs = report.TotalDuration.TotalMilliseconds,
+            checks = report.Entries.ToDictionary(
+                e => e.Key,
+                e => new { status = e.Value.Status.ToString(), description = e.Value.Description, data = e.Value.Data }),
+        };
+        return context.Response.WriteAsync(JsonSerializer.Serialize(body, JsonOptions), context.RequestAborted);
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web);
+}

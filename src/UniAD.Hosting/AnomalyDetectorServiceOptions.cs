@@ -1,0 +1,117 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+
+namespace UniAD.Hosting;
+
+/// <summary>
+/// Options of the hosted detector, bound from a configuration section (by convention <see cref="SectionName"/>) by
+/// <see cref="AnomalyDetectorServiceCollectionExtensions.AddAnomalyDetector(Microsoft.Extensions.DependencyInjection.IServiceCollection, Microsoft.Extensions.Configuration.IConfiguration)"/>
+/// and validated when the host starts (an <see cref="OptionsValidationException"/> naming every bad option).
+/// </summary>
+public sealed class AnomalyDetectorServiceOptions
+{
+    /// <summary>The conventional configuration section: <c>UniAD</c> (keys <c>UniAD:ModelPath</c>, <c>UniAD:MaxBatchSize</c>, ...).</summary>
+    public const string SectionName = "UniAD";
+
+    /// <summary>The largest accepted <see cref="MaxBatchSize"/>.</summary>
+    public const int MaxBatchSizeLimit = 256;
+
+    /// <summary>The largest accepted <see cref="MaxBatchDelay"/>.</summary>
+    public static readonly TimeSpan MaxBatchDelayLimit = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Required: the detector file written by <c>AnomalyDetector.Save</c> (a <c>.safetensors</c> checkpoint), loaded when
+    /// the host starts. A relative path is relative to the process's working directory.
+    /// </summary>
+    public string? ModelPath { get; set; }
+
+    /// <summary>The device the model runs on: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c>.</summary>
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>The most images scored in one forward pass (1..<see cref="MaxBatchSizeLimit"/>; default 8).</summary>
+    public int MaxBatchSize { get; set; } = 8;
+
+    /// <summary>
+    /// How long the scorer waits, after the first request of a batch, for more requests to fill it (0..1 s; default
+    /// 5 ms; configuration format <c>00:00:00.005</c>). Zero scores whatever is queued at once.
+    /// </summary>
+    public TimeSpan MaxBatchDelay { get; set; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
+    /// How many requests may wait for the scorer (at least 1; default 256). A request that finds the queue full fails
+    /// at once with <see cref="ScoringQueueFullException"/> (HTTP 503 in the sample service): the queue never grows without bound.
+    /// </summary>
+    public int QueueCapacity { get; set; } = 256;
+
+    /// <summary>The largest encoded image accepted, in bytes (at least 1; default 16 MiB); larger ones fail with <see cref="ImageTooLargeException"/>.</summary>
+    public long MaxImageBytes { get; set; } = 16L * 1024 * 1024;
+
+    /// <summary>
+    /// Optional: the sensitivity in [0, 1] applied to every model the provider loads from a file (0.5 = the calibrated
+    /// thresholds; higher flags more; see <c>AnomalyDetector.SetSensitivity</c>). The model must be calibrated.
+    /// </summary>
+    public double? Sensitivity { get; set; }
+}
+
+/// <summary>Validates <see cref="AnomalyDetectorServiceOptions"/>; messages name the configuration key.</summary>
+internal sealed partial class AnomalyDetectorServiceOptionsValidator : IValidateOptions<AnomalyDetectorServiceOptions>
+{
+    private readonly string prefix;
+
+    /// <summary>Creates the validator; <paramref name="sectionPath"/> prefixes the option names in messages (e.g. <c>UniAD</c>).</summary>
+    public AnomalyDetectorServiceOptionsValidator(string? sectionPath)
+    {
+        prefix = string.IsNullOrEmpty(sectionPath) ? nameof(AnomalyDetectorServiceOptions) + "." : sectionPath + ":";
+    }
+
+    /// <inheritdoc />
+    public ValidateOptionsResult Validate(string? name, AnomalyDetectorServiceOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = new List<string>();
+        if (string.IsNullOrWhiteSpace(options.ModelPath))
+        {
+            failures.Add($"{prefix}{nameof(options.ModelPath)} is required: the detector file written by AnomalyDetector.Save (.safetensors).");
+        }
+        else if (!File.Exists(options.ModelPath))
+        {
+            failures.Add($"{prefix}{nameof(options.ModelPath)}: the model file '{options.ModelPath}' does not exist (full path '{Path.GetFullPath(options.ModelPath)}').");
+        }
+
+        if (string.IsNullOrWhiteSpace(options.Device) || !DevicePattern().IsMatch(options.Device))
+        {
+            failures.Add($"{prefix}{nameof(options.Device)} must be 'cpu', 'cuda' or 'cuda:N'; got '{options.Device}'.");
+        }
+
+        if (options.MaxBatchSize < 1 || options.MaxBatchSize > AnomalyDetectorServiceOptions.MaxBatchSizeLimit)
+        {
+            failures.Add($"{prefix}{nameof(options.MaxBatchSize)} must lie in 1..{AnomalyDetectorServiceOptions.MaxBatchSizeLimit}; got {options.MaxBatchSize}.");
+        }
+
+        if (options.MaxBatchDelay < TimeSpan.Zero || options.MaxBatchDelay > AnomalyDetectorServiceOptions.MaxBatchDelayLimit)
+        {
+            failures.Add($"{prefix}{nameof(options.MaxBatchDelay)} must lie in 0..{AnomalyDetectorServiceOptions.MaxBatchDelayLimit}; got {options.MaxBatchDelay}.");
+        }
+
+        if (options.QueueCapacity < 1)
+        {
+            failures.Add($"{prefix}{nameof(options.QueueCapacity)} must be at least 1; got {options.QueueCapacity}.");
+        }
+
+        if (options.MaxImageBytes < 1 || options.MaxImageBytes > Array.MaxLength)
+        {
+            failures.Add($"{prefix}{nameof(options.MaxImageBytes)} must lie in 1..{Array.MaxLength}; got {options.MaxImageBytes}.");
+        }
+
+        if (options.Sensitivity is { } s && !(s >= 0 && s <= 1))
+        {
+            failures.Add($"{prefix}{nameof(options.Sensitivity)} must lie in [0, 1]; got {s.ToString(CultureInfo.InvariantCulture)}.");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    [GeneratedRegex(@"^(cpu|cuda(:\d+)?)$", RegexOptions.CultureInvariant)]
+    private static partial Regex DevicePattern();
+}
