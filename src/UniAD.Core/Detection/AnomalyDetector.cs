@@ -193,12 +193,15 @@ public sealed partial class AnomalyDetector : IDisposable
 
     /// <summary>
     /// Scores decoded images together, in one forward pass (with tiling, their tiles 8 at a time); the results keep the
-    /// input order and equal <see cref="Score(RgbImage, string?)"/> of each image to float precision. For services that
+    /// input order and equal <see cref="Score(RgbImage, string?, string?)"/> of each image to float precision. For services that
     /// gather requests into batches (UniAD.Hosting's batching scorer).
     /// </summary>
     /// <exception cref="ArgumentException">No image, or the number of names differs from the number of images.</exception>
     /// <exception cref="InvalidDataException">The model produced a non-finite map (its weights hold NaN or infinity).</exception>
-    public IReadOnlyList<AnomalyResult> ScoreBatch(IReadOnlyList<RgbImage> images, IReadOnlyList<string?>? names = null)
+    /// <param name="images">The decoded images.</param>
+    /// <param name="names">Names for the results' sources, or null.</param>
+    /// <param name="className">The images' class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
+    public IReadOnlyList<AnomalyResult> ScoreBatch(IReadOnlyList<RgbImage> images, IReadOnlyList<string?>? names = null, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         if (images.Count == 0 || (names is not null && names.Count != images.Count))
@@ -212,7 +215,7 @@ public sealed partial class AnomalyDetector : IDisposable
             items[i] = (images[i] ?? throw new ArgumentException($"Image {i} is null.", nameof(images)), names?[i]);
         }
 
-        return ScoreImages(items);
+        return ScoreImages(items, className);
     }
 
     /// <summary>Scores many image files, <paramref name="batchSize"/> at a time; the results keep the input order.</summary>

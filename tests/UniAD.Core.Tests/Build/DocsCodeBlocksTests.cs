@@ -111,7 +111,10 @@ public sealed partial class DocsCodeBlocksTests
     private static IEnumerable<string> MarkdownFiles()
     {
         var root = RepositoryRoot();
-        return new[] { Path.Combine(root, "README.md") }.Concat(Directory.EnumerateFiles(Path.Combine(root, "docs"), "*.md").Order(StringComparer.Ordinal));
+        // docs/hosting.md needs UniAD.Hosting and ASP.NET Core: tests/UniAD.Hosting.Tests (HostingDocsTests) compiles it.
+        return new[] { Path.Combine(root, "README.md") }.Concat(Directory.EnumerateFiles(Path.Combine(root, "docs"), "*.md")
+            .Where(f => Path.GetFileName(f) != "hosting.md")
+            .Order(StringComparer.Ordinal));
     }
 
     private static string RepositoryRoot()
