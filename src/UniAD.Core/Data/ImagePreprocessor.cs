@@ -25,9 +25,7 @@ public static class ImagePreprocessor
         ArgumentNullException.ThrowIfNull(image);
         options = Checked(options);
         var size = options.InputSize;
-        var data = new float[3 * size.Count];
-        WriteNormalized(Resize(image, size.Width, size.Height), Lut(options), data);
-        return tensor(data, new long[] { 3, size.Height, size.Width });
+        return tensor(ImageNormalizer.ToChw(image, options), new long[] { 3, size.Height, size.Width });
     }
 
     /// <summary>Decodes a mask file into a 1 x H x W float32 tensor of 0 (normal) and 1 (anomalous: grey value above 0).</summary>
@@ -112,39 +110,10 @@ public static class ImagePreprocessor
         }
     }
 
-    /// <summary>Per channel, the normalised value of each 8-bit level: ((v / 255) − mean) / std in float32, as torchvision computes it.</summary>
-    internal static float[][] Lut(PreprocessOptions options)
-    {
-        var mean = options.MeanF32();
-        var std = options.StdF32();
-        var lut = new float[3][];
-        for (int c = 0; c < 3; c++)
-        {
-            lut[c] = new float[256];
-            for (int v = 0; v < 256; v++)
-            {
-                lut[c][v] = ((v / 255f) - mean[c]) / std[c];
-            }
-        }
+    /// <summary>Per channel, the normalised value of each 8-bit level (see <see cref="ImageNormalizer"/>).</summary>
+    internal static float[][] Lut(PreprocessOptions options) => ImageNormalizer.Lut(options);
 
-        return lut;
-    }
-
-    private static void WriteNormalized(RgbImage image, float[][] lut, Span<float> target)
-    {
-        int n = image.Width * image.Height;
-        var pixels = image.Pixels;
-        var r = target[..n];
-        var g = target.Slice(n, n);
-        var b = target.Slice(2 * n, n);
-        float[] lr = lut[0], lg = lut[1], lb = lut[2];
-        for (int i = 0, j = 0; i < n; i++, j += 4)
-        {
-            r[i] = lr[pixels[j]];
-            g[i] = lg[pixels[j + 1]];
-            b[i] = lb[pixels[j + 2]];
-        }
-    }
+    private static void WriteNormalized(RgbImage image, float[][] lut, Span<float> target) => ImageNormalizer.WriteNormalized(image, lut, target);
 
     private static void WriteJittered(RgbImage image, PreprocessOptions options, ColorJitterOptions jitter, SeededRandom random, Span<float> target)
     {

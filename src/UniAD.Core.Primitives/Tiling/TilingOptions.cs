@@ -14,7 +14,7 @@ public enum TilePlacement
 }
 
 /// <summary>
-/// How a high-resolution image is cut into tiles of the network's input size (<see cref="Detection.DetectorOptions.InputSize"/>):
+/// How a high-resolution image is cut into tiles of the network's input size (<c>DetectorOptions.InputSize</c>):
 /// optionally resize the whole image first (PIL's exact BILINEAR filter, as untiled preprocessing uses),
 /// then crop overlapping tiles that cover it completely. Anomaly maps of the tiles are stitched back at
 /// the resolution of the (resized) image, overlaps averaged. Stored in the detector's checkpoints.
@@ -48,7 +48,7 @@ public sealed record TilingOptions
 
     /// <summary>
     /// Pixels along each tile border that lies inside the image (not on the image's own border) whose map values
-    /// give way to the neighbouring tile's where tiles overlap (weight <see cref="Tiler.MarginWeight"/> against 1 in
+    /// give way to the neighbouring tile's where tiles overlap (weight <c>Tiler.MarginWeight</c> against 1 in
     /// the stitch). A tile's map is least reliable near its borders (zero-padded convolutions, fewer neighbours for
     /// attention), which shows as a grid of seams when tiles are simply averaged. Choose
     /// <see cref="Stride"/> = tile − 2 x margin so that every interior margin lies over a neighbour's centre.
