@@ -71,6 +71,7 @@ public static class Cli
             CalibrateCommand.Create(ctx),
             ImportCommand.Create(ctx),
         };
+        root.HelpName = "uniad"; // also when run in-process or through 'dotnet uniad.dll'
         var epilogs = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["uniad"] = RootEpilog,

@@ -40,8 +40,16 @@ internal sealed class CliContext
 
     private static IAnsiConsole CreateConsole(TextWriter writer)
     {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(writer) });
-        if (!console.Profile.Out.IsTerminal)
+        // Colours and cursor movement only on a terminal: never in a file, a pipe or a test's writer.
+        bool terminal = (writer == Console.Out && !Console.IsOutputRedirected) || (writer == Console.Error && !Console.IsErrorRedirected);
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = terminal ? InteractionSupport.Detect : InteractionSupport.No,
+        });
+        if (!terminal)
         {
             // Redirected: never wrap lines at an assumed 80 columns (logs and scripts read whole lines).
             console.Profile.Width = 4096;

@@ -4,7 +4,7 @@ namespace UniAD.Cli;
 /// Output file names that cannot collide. Each input gets the shortest name that tells it apart from every other
 /// input: its file name, then as many of its parent folders as needed, joined by <c>_</c>
 /// (<c>a/good/000.png</c> and <c>b/good/000.png</c> become <c>a_good_000</c> and <c>b_good_000</c>); inputs that still
-/// share a name (the same file twice, <c>x.png</c> beside <c>x.jpg</c>) get <c>-2</c>, <c>-3</c>, ... in input order.
+/// share a name (the same file twice, <c>x.png</c> beside <c>x.jpg</c>: the same folder) get <c>-2</c>, <c>-3</c>, ... in input order.
 /// Names are compared case-insensitively, so that they are distinct on every file system.
 /// </summary>
 internal static class HeatmapNames
@@ -19,12 +19,15 @@ internal static class HeatmapNames
         var depth = new int[paths.Count];
         string Name(int i) => string.Join("_", parents[i].Skip(parents[i].Length - depth[i]).Append(stems[i]));
 
-        // Lengthen every name that is shared, while some of its holders still have folders left to add.
+        // Lengthen every name shared by inputs in different folders, while its holders have folders left to add.
+        var folders = parents.Select(p => string.Join("/", p)).ToArray();
         bool changed = true;
         while (changed)
         {
             changed = false;
-            foreach (var group in Enumerable.Range(0, paths.Count).GroupBy(Name, StringComparer.OrdinalIgnoreCase).Where(g => g.Count() > 1))
+            var shared = Enumerable.Range(0, paths.Count).GroupBy(Name, StringComparer.OrdinalIgnoreCase)
+                .Where(g => g.Select(i => folders[i]).Distinct(StringComparer.OrdinalIgnoreCase).Count() > 1);
+            foreach (var group in shared.ToList())
             {
                 foreach (var i in group.Where(i => depth[i] < parents[i].Length))
                 {

@@ -131,7 +131,7 @@ internal static class TrainCommand
                 validationLabel = $"{heldOut.Samples.Count} held-out normal training images";
             }
 
-            training = training with { Validation = validationSource };
+            training = training with { Validation = validationSource, CheckpointPath = outputPath };
             var builder = new AnomalyDetectorBuilder()
                 .WithBackbone(p.GetValue(backbone) ?? "efficientnet-b4", p.GetValue(layers) ?? new[] { 1, 2, 3, 4 }, p.GetValue(weights))
                 .WithInputSize(inputSize, inputSize)

@@ -1,0 +1,71 @@
+using UniAD.Core.Detection;
+
+namespace UniAD.Cli.Tests;
+
+/// <summary>Issue 11, section 2: training and calibration refuse, before any work, what would fail or lose data.</summary>
+[Collection(CliCollection.Name)]
+public sealed class TrainingTests(CliFixture fixture)
+{
+    [Fact]
+    public void The_output_folder_is_checked_before_training()
+    {
+        var missing = Path.Combine(fixture.Root, "no-such-folder", "model.safetensors");
+        var run = CliRunner.Run(ParsingTests.Train(fixture, "--epochs", "1000").Select(a => a.StartsWith(fixture.Root, StringComparison.Ordinal) && a.EndsWith(".safetensors", StringComparison.Ordinal) ? missing : a).ToArray());
+        Assert.True(run.ExitCode == 1, run.ToString());
+        Assert.Contains(Path.GetDirectoryName(missing)!, run.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("Training on", run.All, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", run.All, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Input_paths_are_checked_before_training()
+    {
+        var weights = Path.Combine(fixture.Root, "no-such-weights.pth");
+        var run = CliRunner.Run(ParsingTests.Train(fixture, "--weights", weights));
+        Assert.True(run.ExitCode == 1, run.ToString());
+        Assert.Contains("--weights", run.Error, StringComparison.Ordinal);
+        Assert.Contains(weights, run.Error, StringComparison.Ordinal);
+
+        var data = CliRunner.Run(ParsingTests.Train(fixture).Select(a => a.StartsWith("mvtec:", StringComparison.Ordinal) ? "mvtec:" + Path.Combine(fixture.Root, "no-such-data") : a).ToArray());
+        Assert.True(data.ExitCode == 1, data.ToString());
+        Assert.Contains("no-such-data", data.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("Training on", data.All, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Resume_past_the_epochs_is_refused_and_a_training_checkpoint_is_not_calibrated_in_place()
+    {
+        // A training checkpoint (1 epoch, optimizer state kept: no hold-out, so no calibrated save over it).
+        var folder = fixture.NewFolder("resume");
+        var checkpoint = Path.Combine(folder, "ckpt.safetensors");
+        var train = CliRunner.Run(ParsingTests.Train(fixture, "--holdout", "0").Select(a => a.EndsWith(".safetensors", StringComparison.Ordinal) ? checkpoint : a).ToArray());
+        Assert.True(train.ExitCode == 0, train.ToString());
+        Assert.Contains("model written to", train.Output, StringComparison.Ordinal);
+        var info = DetectorCheckpoint.ReadInfo(checkpoint);
+        Assert.Equal(1, info.Epoch);
+        Assert.True(info.HasOptimizerState);
+
+        // --resume at --epochs: nothing to train, so nothing may be claimed written.
+        var resumed = Path.Combine(folder, "resumed.safetensors");
+        var resume = CliRunner.Run(ParsingTests.Train(fixture, "--holdout", "0", "--resume", checkpoint).Select(a => a.EndsWith(".safetensors", StringComparison.Ordinal) && a != checkpoint ? resumed : a).ToArray());
+        Assert.True(resume.ExitCode == 1, resume.ToString());
+        Assert.Contains("already trained 1 epochs", resume.Error, StringComparison.Ordinal);
+        Assert.Contains("--epochs 1", resume.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("model written", resume.All, StringComparison.Ordinal);
+        Assert.False(File.Exists(resumed));
+
+        // calibrate without --out would drop the optimizer state: refused, the file untouched.
+        var before = File.ReadAllBytes(checkpoint);
+        var inPlace = CliRunner.Run("calibrate", "--model", checkpoint, "--data", $"mvtec:{fixture.Data}", "--method", "far", "--rate", "0.2");
+        Assert.True(inPlace.ExitCode == 1, inPlace.ToString());
+        Assert.Contains("optimizer state", inPlace.Error, StringComparison.Ordinal);
+        Assert.Contains("--out", inPlace.Error, StringComparison.Ordinal);
+        Assert.Equal(before, File.ReadAllBytes(checkpoint));
+
+        var calibrated = Path.Combine(folder, "calibrated.safetensors");
+        var withOut = CliRunner.Run("calibrate", "--model", checkpoint, "--data", $"mvtec:{fixture.Data}", "--method", "far", "--rate", "0.2", "--out", calibrated);
+        Assert.True(withOut.ExitCode == 0, withOut.ToString());
+        Assert.NotNull(DetectorCheckpoint.ReadInfo(calibrated).Calibration);
+        Assert.True(DetectorCheckpoint.ReadInfo(checkpoint).HasOptimizerState);
+    }
+}
