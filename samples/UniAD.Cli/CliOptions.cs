@@ -77,6 +77,7 @@ internal static partial class CliOptions
         {
             HelpName = helpName,
             Description = description,
+            Arity = ArgumentArity.ExactlyOne, // one token: 1,2,3 (not 1 2 3)
             CustomParser = result =>
             {
                 var text = Token(result);
@@ -100,6 +101,9 @@ internal static partial class CliOptions
                 return values;
             },
         };
+
+    /// <summary>The value of an <see cref="Ints"/> option, or null when it is absent (System.CommandLine gives an empty array).</summary>
+    public static int[]? GetInts(this ParseResult parse, Option<int[]?> option) => parse.GetValue(option) is { Length: > 0 } values ? values : null;
 
     /// <summary>An enumerated option: one of <paramref name="choices"/>, case-insensitive; the error lists them.</summary>
     public static Option<T?> Choice<T>(string name, string description, params (string Spelling, T Value)[] choices)

@@ -79,7 +79,7 @@ internal static class TrainCommand
             var recipe = Recipe(p.GetValue(budget), p.GetValue(schedule), p.GetValue(warmup));
             int seedValue = p.GetValue(seed) ?? 133;
             int inputSize = p.GetValue(input) ?? 224;
-            var tiling = Tiling(p.GetValue(tile), p.GetValue(input), p.GetValue(tileStride), p.GetValue(resizeWidth), p.GetValue(resize), p.GetValue(placement), p.GetValue(margin), ref inputSize);
+            var tiling = Tiling(p.GetValue(tile), p.GetValue(input), p.GetInts(tileStride), p.GetValue(resizeWidth), p.GetValue(resize), p.GetValue(placement), p.GetValue(margin), ref inputSize);
             var training = recipe with
             {
                 Epochs = p.GetValue(epochs) ?? recipe.Epochs,
@@ -133,7 +133,7 @@ internal static class TrainCommand
 
             training = training with { Validation = validationSource, CheckpointPath = outputPath };
             var builder = new AnomalyDetectorBuilder()
-                .WithBackbone(p.GetValue(backbone) ?? "efficientnet-b4", p.GetValue(layers) ?? new[] { 1, 2, 3, 4 }, p.GetValue(weights))
+                .WithBackbone(p.GetValue(backbone) ?? "efficientnet-b4", p.GetInts(layers) ?? new[] { 1, 2, 3, 4 }, p.GetValue(weights))
                 .WithInputSize(inputSize, inputSize)
                 .WithNeckStride(p.GetValue(stride) ?? 16)
                 .WithDevice(p.GetValue(device) ?? "cpu")

@@ -33,6 +33,42 @@ public sealed class TrainingTests(CliFixture fixture)
     }
 
     [Fact]
+    public void Train_holds_out_normal_images_validates_and_calibrates_on_them()
+    {
+        // The defaults: --layers 1,2,3,4, no tiling, a 10 % hold-out.
+        var output = Path.Combine(fixture.NewFolder("trained"), "model.safetensors");
+        var args = ParsingTests.Train(fixture, "--out", output, "--score", "MEAN").ToList();
+        args.RemoveRange(args.IndexOf("--layers"), 2);
+        var run = CliRunner.Run(args.ToArray());
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("held-out normal training images", run.Output, StringComparison.Ordinal);
+        Assert.Contains("calibration: false-alarm rate 1%", run.Output, StringComparison.Ordinal);
+        var info = DetectorCheckpoint.ReadInfo(output);
+        Assert.Equal(1, info.Epoch);
+        Assert.Equal(CalibrationMethod.FalseAlarmRate, info.Calibration!.Method);
+        Assert.Equal(UniAD.Core.Metrics.ImageScoreKind.Mean, info.Options.ScoreKind);
+        Assert.Equal(new[] { 1, 2, 3, 4 }, info.Options.BackboneLayers);
+        Assert.Null(info.Options.Tiling);
+        Assert.True(File.Exists(AnomalyDetector.BestPath(output)));
+    }
+
+    [Fact]
+    public void Tiling_options_are_saved_with_the_model()
+    {
+        var output = Path.Combine(fixture.NewFolder("tiled"), "model.safetensors");
+        // One class: only the options matter here.
+        var args = ParsingTests.Train(fixture, "--out", output, "--holdout", "0", "--tile", "64", "--tile-stride", "32,48", "--resize-width", "80", "--tile-placement", "Spread", "--tile-margin", "4")
+            .Select(a => a.StartsWith("mvtec:", StringComparison.Ordinal) ? a + ":stripes" : a).ToArray();
+        var run = CliRunner.Run(args);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var tiling = DetectorCheckpoint.ReadInfo(output).Options.Tiling!;
+        Assert.Equal(new UniAD.Core.GridSize(32, 48), tiling.Stride);
+        Assert.Equal(80, tiling.ResizeWidth);
+        Assert.Equal(UniAD.Core.Tiling.TilePlacement.Spread, tiling.Placement);
+        Assert.Equal(4, tiling.Margin);
+    }
+
+    [Fact]
     public void Resume_past_the_epochs_is_refused_and_a_training_checkpoint_is_not_calibrated_in_place()
     {
         // A training checkpoint (1 epoch, optimizer state kept: no hold-out, so no calibrated save over it).
