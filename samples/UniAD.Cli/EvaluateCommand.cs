@@ -150,35 +150,31 @@ internal static class EvaluateCommand
         return (new ImageSource(source.Name, kept), bad.OrderBy(kv => kv.Key).Select(kv => kv.Value).ToList());
     }
 
-    /// <summary>The library's compound views (image | ground truth | overlay), under names that cannot collide.</summary>
+    /// <summary>
+    /// The library's compound views (image | ground truth | overlay), under names that cannot collide: each is
+    /// written alone into a scratch folder, then moved to its unique name.
+    /// </summary>
     private static int WriteHeatmaps(AnomalyDetector detector, IImageSource source, string folder, CancellationToken cancel)
     {
         var samples = source.Samples;
         var names = HeatmapNames.Assign(
             samples.Select(s => s.ImagePath).ToList(),
             samples.Select(s => $"{s.ClassName}_{s.DefectType}_{Path.GetFileNameWithoutExtension(s.ImagePath)}").ToList());
-        for (int i = 0; i < samples.Count; i++)
+        var scratch = Path.Combine(folder, $".uniad-{Guid.NewGuid():N}");
+        try
         {
-            cancel.ThrowIfCancellationRequested();
-            var sample = samples[i];
-            var image = ImageDecoder.Decode(sample.ImagePath, detector.Preprocess.MaxImagePixels);
-            var result = detector.Score(image, sample.ImagePath);
-            byte[]? truth = null;
-            if (sample.MaskPath is not null)
+            for (int i = 0; i < samples.Count; i++)
             {
-                var mask = ImageDecoder.Decode(sample.MaskPath, detector.Preprocess.MaxImagePixels);
-                if (mask.Width == image.Width && mask.Height == image.Height)
-                {
-                    truth = new byte[image.Width * image.Height];
-                    for (int j = 0; j < truth.Length; j++)
-                    {
-                        truth[j] = mask.Pixels[j * 4] > 0 ? (byte)1 : (byte)0;
-                    }
-                }
+                var written = detector.SaveCompoundViews(new ImageSource(source.Name, new[] { samples[i] }), scratch, cancellationToken: cancel);
+                File.Move(written.Single(), Path.Combine(folder, names[i] + ".png"), overwrite: true);
             }
-
-            using var compound = HeatmapRenderer.Compound(image, truth, result, detector.Calibration);
-            HeatmapRenderer.SavePng(compound, Path.Combine(folder, names[i] + ".png"));
+        }
+        finally
+        {
+            if (Directory.Exists(scratch))
+            {
+                Directory.Delete(scratch, recursive: true);
+            }
         }
 
         return samples.Count;

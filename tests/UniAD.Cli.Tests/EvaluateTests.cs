@@ -37,6 +37,32 @@ public sealed class EvaluateTests(CliFixture fixture)
     }
 
     [Fact]
+    public void Compound_views_of_same_named_images_in_different_folders_do_not_overwrite_each_other()
+    {
+        // A meta file with one class, "parts", whose images a/000.png and b/000.png share class, defect type and name.
+        var root = fixture.NewFolder("meta");
+        var images = fixture.GoodImages();
+        var defects = Directory.GetFiles(Path.Combine(fixture.Data, "stripes", "test"), "*.png", SearchOption.AllDirectories).Where(f => !f.Contains("good", StringComparison.Ordinal)).ToList();
+        Directory.CreateDirectory(Path.Combine(root, "a"));
+        Directory.CreateDirectory(Path.Combine(root, "b"));
+        File.Copy(images[0], Path.Combine(root, "a", "000.png"));
+        File.Copy(images[1], Path.Combine(root, "b", "000.png"));
+        File.Copy(defects[0], Path.Combine(root, "a", "001.png"));
+        var meta = Path.Combine(root, "test.json");
+        File.WriteAllLines(meta, new[]
+        {
+            """{"filename": "a/000.png", "label": 0, "clsname": "parts"}""",
+            """{"filename": "b/000.png", "label": 0, "clsname": "parts"}""",
+            """{"filename": "a/001.png", "label": 1, "clsname": "parts"}""",
+        });
+        var heatmaps = Path.Combine(root, "views");
+        var run = CliRunner.Run("evaluate", "--model", fixture.Model, "--data", $"meta:{meta}@{root}", "--heatmaps", heatmaps);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal(3, Directory.GetFiles(heatmaps).Length);
+        Assert.Empty(Directory.GetDirectories(heatmaps)); // the scratch folder is gone
+    }
+
+    [Fact]
     public void With_keep_going_unreadable_test_images_are_left_out_with_exit_code_3()
     {
         // A copy of one class's test split with a truncated image in it.
