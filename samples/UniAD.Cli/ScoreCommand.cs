@@ -47,9 +47,10 @@ internal static class ScoreCommand
         var json = new Option<bool>("--json") { Description = "Write JSON Lines to standard output (one object per image); notes go to standard error." };
         var keepGoing = new Option<bool>("--keep-going") { Description = "Report an input that cannot be scored and go on with the rest (exit code 3 if any failed)." };
         var device = CliOptions.Device("The device to score on [default: cpu].");
+        var className = CliOptions.Text("--class", "NAME", "The images' class, for a model with per-class reference maps (ignored otherwise).");
         var command = new Command("score", "Score images with a trained model: one result per image, printed as it comes.")
         {
-            model, inputs, heatmaps, json, keepGoing, device,
+            model, inputs, heatmaps, json, keepGoing, device, className,
         };
         command.SetAction(p => Cli.Guard(ctx, p, () =>
         {
@@ -81,7 +82,7 @@ internal static class ScoreCommand
 
                     // Decoded once: the same pixels are scored and drawn under the heat map.
                     var image = ImageDecoder.Decode(path, detector.Preprocess.MaxImagePixels);
-                    var result = detector.Score(image, path);
+                    var result = detector.Score(image, path, p.GetValue(className));
                     string? heatmap = null;
                     if (folder is not null)
                     {

@@ -25,8 +25,10 @@ internal static class TrainCommand
         --warmup: cosine's warm-up fraction of the steps (default 0.05), or onecycle's rise fraction (default 0.3).
         Tiling (--tile, --tile-stride, --resize-width, --resize, --tile-placement, --tile-margin; any of them turns it
         on): high-resolution images are cut into overlapping input-size tiles; saved with the model.
-        The output folder, --weights and --resume are checked before training starts; --resume from a checkpoint
-        that has already trained --epochs epochs is refused (nothing would be trained).
+        Before training starts: the output folder, --weights and --resume are checked, --resume from a checkpoint that
+        has already trained --epochs epochs is refused (nothing would be trained), and so are validation images that
+        cannot calibrate (false-alarm calibration needs at least 10 normal images). The calibration is stored in the
+        checkpoint, which keeps its optimizer state (it can still be resumed).
         """;
 
     private static readonly (string, ImageScoreKind)[] ScoreKinds =
@@ -131,6 +133,11 @@ internal static class TrainCommand
                 validationLabel = $"{heldOut.Samples.Count} held-out normal training images";
             }
 
+            if (validationSource is not null)
+            {
+                CheckCalibrationSource(validationSource, validationLabel);
+            }
+
             training = training with { Validation = validationSource, CheckpointPath = outputPath };
             var builder = new AnomalyDetectorBuilder()
                 .WithBackbone(p.GetValue(backbone) ?? "efficientnet-b4", p.GetInts(layers) ?? new[] { 1, 2, 3, 4 }, p.GetValue(weights))
@@ -154,6 +161,11 @@ internal static class TrainCommand
             Cli.DescribeTiling(ctx, detector);
             var result = Run(ctx, detector, train, training);
             ctx.Out.MarkupLineInterpolated($"Trained {result.EpochsCompleted} epochs ({result.TotalSteps} scheduled steps) in {result.Duration.TotalMinutes.ToString("F1", Culture)} min, stopped by {result.StopReason}; model written to [bold]{outputPath}[/].");
+            if (result.ValidationFailure is { } failure)
+            {
+                ctx.Err.MarkupLineInterpolated($"[yellow]warning:[/] validation failed ({failure}); the model is written, without its validation figures.");
+            }
+
             if (result.Validation is { } report)
             {
                 ctx.Out.MarkupLineInterpolated($"Validation metrics ({validationLabel}):");
@@ -172,7 +184,7 @@ internal static class TrainCommand
 
             double rateValue = p.GetValue(rate) ?? 0.01;
             var calibration = detector.CalibrateOnValidation(validationSource, rateValue, cancellationToken: ctx.Cancel);
-            detector.Save(outputPath);
+            DetectorCheckpoint.WriteCalibration(outputPath, calibration); // keeps the optimizer state: --resume still works
             var rule = calibration.Method == CalibrationMethod.F1Max ? "F1-max" : string.Create(Culture, $"false-alarm rate {rateValue * 100:G3}%");
             ctx.Out.MarkupLineInterpolated($"calibration: {rule} on {validationLabel}: image threshold {calibration.ImageThreshold.ToString("G6", Culture)}, pixel threshold {calibration.PixelThreshold?.ToString("G6", Culture) ?? "none"}; saved to [bold]{outputPath}[/].");
             return ExitCodes.Success;
@@ -187,12 +199,28 @@ internal static class TrainCommand
         var info = DetectorCheckpoint.ReadInfo(path);
         if (!info.HasOptimizerState)
         {
-            throw new RefusedException($"--resume '{path}' holds no optimizer state (a calibrated or imported model, not a training checkpoint); it cannot be resumed.");
+            throw new RefusedException($"--resume '{path}' holds no optimizer state (a scoring file or an imported model, not a training checkpoint); it cannot be resumed.");
         }
 
         if (info.Epoch >= epochs)
         {
             throw new RefusedException($"--resume '{path}' has already trained {info.Epoch} epochs, at or past --epochs {epochs}: nothing to train, nothing written. Give --epochs above {info.Epoch} to train on.");
+        }
+    }
+
+    /// <summary>The calibration after training must be possible: checked before training, so that no run ends in a refusal.</summary>
+    private static void CheckCalibrationSource(IImageSource validation, string label)
+    {
+        int normal = validation.Samples.Count(s => !s.IsAnomalous);
+        bool anomalous = validation.Samples.Any(s => s.IsAnomalous);
+        if (normal == 0)
+        {
+            throw new RefusedException($"the validation images ({label}) hold no normal image, so the model could not be calibrated after training. Nothing was trained.");
+        }
+
+        if (!anomalous && normal < CalibrationOptions.DefaultMinimumNormalImages)
+        {
+            throw new RefusedException($"false-alarm calibration needs at least {CalibrationOptions.DefaultMinimumNormalImages} normal images and the validation images ({label}) are {normal}: raise --holdout, give --validation SOURCE, or train with --holdout 0 and run 'uniad calibrate' later. Nothing was trained.");
         }
     }
 

@@ -11,12 +11,15 @@ public sealed class CliFixture : IDisposable
 {
     public CliFixture()
     {
+        // One torch thread: on a shared 2-core machine, OpenMP threads that wait for busy cores make a tiny training
+        // step take seconds instead of milliseconds (processes started by CliRunner get OMP_NUM_THREADS=1).
+        TorchSharp.torch.set_num_threads(1);
         Root = Directory.CreateTempSubdirectory("uniad-cli-").FullName;
         Data = Path.Combine(Root, "data");
         SyntheticDefects.Generate(Data, new SyntheticDatasetOptions
         {
             Classes = new[] { SyntheticClass.Stripes, SyntheticClass.Disc },
-            ImageSize = 64, TrainPerClass = 6, TestGoodPerClass = 3, TestPerDefect = 1, Seed = 5,
+            ImageSize = 64, TrainPerClass = 10, TestGoodPerClass = 5, TestPerDefect = 1, Seed = 5,
         });
         using var detector = TinyBuilder().Build();
         Model = Path.Combine(Root, "tiny.safetensors");
@@ -29,7 +32,10 @@ public sealed class CliFixture : IDisposable
     /// <summary>The temporary folder holding everything (deleted at the end).</summary>
     public string Root { get; }
 
-    /// <summary>The MVTec-layout data root: <c>stripes</c> and <c>disc</c>, each with train/good, test/good, test/DEFECT and ground_truth.</summary>
+    /// <summary>
+    /// The MVTec-layout data root: <c>stripes</c> and <c>disc</c>, each with 10 train/good, 5 test/good, test/DEFECT and
+    /// ground_truth (10 normal test images: the fewest that false-alarm calibration accepts).
+    /// </summary>
     public string Data { get; }
 
     /// <summary>An uncalibrated tiny model.</summary>

@@ -49,6 +49,7 @@ public static class CliRunner
     private static CliResult RunProcess(string dll, string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.Environment["OMP_NUM_THREADS"] = "1";
         start.ArgumentList.Add(dll);
         foreach (var a in args)
         {

@@ -37,7 +37,7 @@ public sealed class TrainingTests(CliFixture fixture)
     {
         // The defaults: --layers 1,2,3,4, no tiling, a 10 % hold-out.
         var output = Path.Combine(fixture.NewFolder("trained"), "model.safetensors");
-        var args = ParsingTests.Train(fixture, "--out", output, "--score", "MEAN").ToList();
+        var args = ParsingTests.Train(fixture, "--out", output, "--score", "MEAN", "--holdout", "0.5").ToList();
         args.RemoveRange(args.IndexOf("--layers"), 2);
         var run = CliRunner.Run(args.ToArray());
         Assert.True(run.ExitCode == 0, run.ToString());
@@ -50,6 +50,20 @@ public sealed class TrainingTests(CliFixture fixture)
         Assert.Equal(new[] { 1, 2, 3, 4 }, info.Options.BackboneLayers);
         Assert.Null(info.Options.Tiling);
         Assert.True(File.Exists(AnomalyDetector.BestPath(output)));
+        Assert.True(info.HasOptimizerState); // calibrated, and still resumable
+    }
+
+    [Fact]
+    public void Validation_images_too_few_to_calibrate_are_refused_before_training()
+    {
+        // The default 10 % hold-out of 20 images is 2 normal images; false-alarm calibration needs 10.
+        var output = Path.Combine(fixture.NewFolder("few"), "model.safetensors");
+        var run = CliRunner.Run(ParsingTests.Train(fixture, "--out", output));
+        Assert.True(run.ExitCode == 1, run.ToString());
+        Assert.Contains("at least 10 normal images", run.Error, StringComparison.Ordinal);
+        Assert.Contains("--holdout", run.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("Training on", run.All, StringComparison.Ordinal);
+        Assert.False(File.Exists(output));
     }
 
     [Fact]
@@ -69,12 +83,12 @@ public sealed class TrainingTests(CliFixture fixture)
     }
 
     [Fact]
-    public void Resume_past_the_epochs_is_refused_and_a_training_checkpoint_is_not_calibrated_in_place()
+    public void Resume_past_the_epochs_is_refused_and_calibrating_a_training_checkpoint_keeps_it_resumable()
     {
-        // A training checkpoint (1 epoch, optimizer state kept: no hold-out, so no calibrated save over it).
+        // A training checkpoint (1 epoch, no hold-out: not calibrated).
         var folder = fixture.NewFolder("resume");
         var checkpoint = Path.Combine(folder, "ckpt.safetensors");
-        var train = CliRunner.Run(ParsingTests.Train(fixture, "--holdout", "0").Select(a => a.EndsWith(".safetensors", StringComparison.Ordinal) ? checkpoint : a).ToArray());
+        var train = CliRunner.Run(ParsingTests.Train(fixture, "--holdout", "0", "--out", checkpoint));
         Assert.True(train.ExitCode == 0, train.ToString());
         var info = DetectorCheckpoint.ReadInfo(checkpoint);
         Assert.Equal(1, info.Epoch);
@@ -82,25 +96,22 @@ public sealed class TrainingTests(CliFixture fixture)
 
         // --resume at --epochs: nothing to train, so nothing may be claimed written.
         var resumed = Path.Combine(folder, "resumed.safetensors");
-        var resume = CliRunner.Run(ParsingTests.Train(fixture, "--holdout", "0", "--resume", checkpoint).Select(a => a.EndsWith(".safetensors", StringComparison.Ordinal) && a != checkpoint ? resumed : a).ToArray());
+        var resume = CliRunner.Run(ParsingTests.Train(fixture, "--holdout", "0", "--resume", checkpoint, "--out", resumed));
         Assert.True(resume.ExitCode == 1, resume.ToString());
         Assert.Contains("already trained 1 epochs", resume.Error, StringComparison.Ordinal);
         Assert.Contains("--epochs 1", resume.Error, StringComparison.Ordinal);
         Assert.DoesNotContain("model written", resume.All, StringComparison.Ordinal);
         Assert.False(File.Exists(resumed));
 
-        // calibrate without --out would drop the optimizer state: refused, the file untouched.
-        var before = File.ReadAllBytes(checkpoint);
+        // calibrate in place replaces the calibration only: the optimizer state stays, and the file resumes.
         var inPlace = CliRunner.Run("calibrate", "--model", checkpoint, "--data", $"mvtec:{fixture.Data}", "--method", "far", "--rate", "0.2");
-        Assert.True(inPlace.ExitCode == 1, inPlace.ToString());
-        Assert.Contains("optimizer state", inPlace.Error, StringComparison.Ordinal);
-        Assert.Contains("--out", inPlace.Error, StringComparison.Ordinal);
-        Assert.Equal(before, File.ReadAllBytes(checkpoint));
+        Assert.True(inPlace.ExitCode == 0, inPlace.ToString());
+        var calibrated = DetectorCheckpoint.ReadInfo(checkpoint);
+        Assert.Equal(CalibrationMethod.FalseAlarmRate, calibrated.Calibration!.Method);
+        Assert.True(calibrated.HasOptimizerState);
 
-        var calibrated = Path.Combine(folder, "calibrated.safetensors");
-        var withOut = CliRunner.Run("calibrate", "--model", checkpoint, "--data", $"mvtec:{fixture.Data}", "--method", "far", "--rate", "0.2", "--out", calibrated);
-        Assert.True(withOut.ExitCode == 0, withOut.ToString());
-        Assert.NotNull(DetectorCheckpoint.ReadInfo(calibrated).Calibration);
-        Assert.True(DetectorCheckpoint.ReadInfo(checkpoint).HasOptimizerState);
+        var more = CliRunner.Run(ParsingTests.Train(fixture, "--holdout", "0", "--resume", checkpoint, "--epochs", "2", "--out", resumed));
+        Assert.True(more.ExitCode == 0, more.ToString());
+        Assert.Equal(2, DetectorCheckpoint.ReadInfo(resumed).Epoch);
     }
 }
