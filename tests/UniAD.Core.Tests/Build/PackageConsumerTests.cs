@@ -31,23 +31,27 @@ public sealed class PackedUniADCore : IDisposable
             .Descendants("TorchSharpVersion").Single().Value;
 
         // --artifacts-path keeps this build's bin/obj out of the repository, so packing never races
-        // with (or rewrites) the outputs the running tests were loaded from.
-        PackResult = DotnetCli.Run(
-            RepositoryRoot,
-            ProcessTimeout,
-            "pack", Path.Combine(RepositoryRoot, "src", "UniAD.Core", "UniAD.Core.csproj"),
-            "-c", "Release",
-            "-o", PackageDirectory,
-            "--artifacts-path", Path.Combine(WorkDirectory, "artifacts"),
-            $"-p:PackageVersion={Version}",
-            $"-p:UniADRepositoryUrl={RepositoryUrl}",
-            "-p:ContinuousIntegrationBuild=true",
-            "--disable-build-servers",
-            "-nodeReuse:false");
-        if (PackResult.ExitCode != 0)
+        // with (or rewrites) the outputs the running tests were loaded from. UniAD.Core depends on
+        // UniAD.Core.Primitives (its TorchSharp-free base): both are packed at the same version.
+        foreach (var project in new[] { "UniAD.Core.Primitives", "UniAD.Core" })
         {
-            Dispose();
-            throw new InvalidOperationException("dotnet pack failed:" + Environment.NewLine + PackResult.Describe());
+            PackResult = DotnetCli.Run(
+                RepositoryRoot,
+                ProcessTimeout,
+                "pack", Path.Combine(RepositoryRoot, "src", project, project + ".csproj"),
+                "-c", "Release",
+                "-o", PackageDirectory,
+                "--artifacts-path", Path.Combine(WorkDirectory, "artifacts"),
+                $"-p:PackageVersion={Version}",
+                $"-p:UniADRepositoryUrl={RepositoryUrl}",
+                "-p:ContinuousIntegrationBuild=true",
+                "--disable-build-servers",
+                "-nodeReuse:false");
+            if (PackResult.ExitCode != 0)
+            {
+                Dispose();
+                throw new InvalidOperationException($"dotnet pack {project} failed:" + Environment.NewLine + PackResult.Describe());
+            }
         }
 
         PackagePath = Path.Combine(PackageDirectory, $"UniAD.Core.{Version}.nupkg");
@@ -78,7 +82,7 @@ public sealed class PackedUniADCore : IDisposable
 
     public string PackagePath { get; } = "";
 
-    internal ProcessResult PackResult { get; }
+    internal ProcessResult PackResult { get; } = null!;
 
     public static string GlobalPackagesFolder =>
         Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } folder
@@ -93,7 +97,15 @@ public sealed class PackedUniADCore : IDisposable
         }
 
         // The consumer's restore extracted this throw-away version into the global packages folder.
-        string packageFolder = Path.Combine(GlobalPackagesFolder, "uniad.core");
+        foreach (var id in new[] { "uniad.core", "uniad.core.primitives" })
+        {
+            RemoveExtracted(id);
+        }
+    }
+
+    private void RemoveExtracted(string id)
+    {
+        string packageFolder = Path.Combine(GlobalPackagesFolder, id);
         string versionFolder = Path.Combine(packageFolder, Version.ToLowerInvariant());
         if (Directory.Exists(versionFolder))
         {
