@@ -54,6 +54,12 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     /// <summary>The static padding (left, right, top, bottom).</summary>
     public IReadOnlyList<long> Padding => padding;
 
+    /// <summary>The stride (the same on both axes).</summary>
+    internal long Stride => strides[0];
+
+    /// <summary>The number of groups (the channels, for a depthwise convolution).</summary>
+    internal long Groups => groups;
+
     /// <summary>The weight parameter (out x in / groups x k x k).</summary>
     internal Parameter Weight => weight;
 

@@ -170,6 +170,12 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
     /// <summary>The variant.</summary>
     public ResNetVariant Variant { get; }
 
+    /// <summary>The per-channel mean (R, G, B) of the normalised images this extractor is fed (for the ONNX export of <see cref="ToNetworkInput"/>).</summary>
+    internal IReadOnlyList<double> InputMean => inputMean;
+
+    /// <summary>The per-channel standard deviation (R, G, B) of the normalised images this extractor is fed.</summary>
+    internal IReadOnlyList<double> InputStd => inputStd;
+
     /// <inheritdoc />
     public override string ModelName => Variant switch
     {

@@ -1,0 +1,81 @@
+using Google.Protobuf;
+using Onnx;
+using UniAD.Core.Detection;
+using UniAD.Core.Files;
+using UniAD.Core.Models;
+using static TorchSharp.torch;
+
+namespace UniAD.Core.Export;
+
+public static partial class OnnxExport
+{
+    /// <summary>The ONNX IR version written (IR 8 goes with opset 17).</summary>
+    internal const long IrVersion = 8;
+
+    /// <summary>
+    /// Writes the detector's whole scoring graph as ONE ONNX model (opset <see cref="Opset"/>), atomically (a temporary
+    /// file in the same folder, then a move). Input <see cref="InputName"/>: float32 <c>[batch, 3, H, W]</c> normalised as
+    /// <see cref="AnomalyDetector.Preprocess"/> normalises (H x W = the input size; the batch is dynamic). Outputs
+    /// <see cref="AnomalyMapName"/> (<c>[batch, 1, H, W]</c>, the maps of <see cref="AnomalyDetector.ScoreTensor"/> before any
+    /// resize) and <see cref="ImageScoreName"/> (<c>[batch]</c>, the configured image score). The detector's configuration,
+    /// calibration and tiling are stored as metadata (<see cref="OnnxMetadataKeys"/>; <see cref="ReadInfo"/> reads them). With
+    /// tiling, the graph scores one tile; cutting and stitching are the runtime's. The same detector gives the same bytes.
+    /// Runs under the detector's lock (<see cref="AnomalyDetector.UseModel{T}"/>).
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The detector was disposed.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder of <paramref name="path"/> does not exist.</exception>
+    /// <exception cref="NotSupportedException">The model holds a module type the export does not know (named in the message).</exception>
+    /// <exception cref="ArgumentException">The options are impossible (<see cref="OnnxExportOptions.Validate"/>).</exception>
+    public static void ExportOnnx(this AnomalyDetector detector, string path, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(detector);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        options ??= new OnnxExportOptions();
+        options.Validate();
+        var full = Path.GetFullPath(path);
+        var folder = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"Cannot export to '{full}': the folder '{folder}' does not exist.");
+        }
+
+        var model = detector.UseModel(m => CreateModel(detector, m, options));
+        AtomicFile.Write(full, stream => model.WriteTo(stream));
+    }
+
+    /// <summary>The ONNX model of <paramref name="detector"/>, whose tensor model is <paramref name="model"/> (called under its lock).</summary>
+    internal static ModelProto CreateModel(AnomalyDetector detector, UniADModel model, OnnxExportOptions options)
+    {
+        var detectorOptions = detector.Options;
+        var size = model.InputSize;
+        var graph = new OnnxGraph("uniad");
+        var context = new OnnxEmitContext(graph, OnnxEmitters.All(), size);
+        using (var scope = NewDisposeScope())
+        using (var noGrad = no_grad())
+        {
+            var images = graph.Input(InputName, new[] { OnnxGraph.Batch, 3, size.Height, size.Width }, BatchDimension);
+            var pred = context.Emit(model, string.Empty, images)[2];
+            var score = ImageScoreEmitter.Emit(graph, "image_score", pred, detectorOptions.ScoreKind, detectorOptions.ScorePoolSize);
+            graph.Output(pred, AnomalyMapName, BatchDimension);
+            graph.Output(score, ImageScoreName, BatchDimension);
+        }
+
+        var proto = new ModelProto
+        {
+            IrVersion = IrVersion,
+            ProducerName = "UniAD.Core",
+            ProducerVersion = LibraryVersion(),
+            Domain = "ai.uniad",
+            ModelVersion = FormatVersion,
+            DocString = $"UniAD anomaly detector ({detectorOptions.Backbone}, {size.Height} x {size.Width}): {InputName} [batch, 3, H, W] normalised RGB -> {AnomalyMapName} [batch, 1, H, W], {ImageScoreName} [batch] ({detectorOptions.ScoreKind}).",
+            Graph = graph.Proto,
+        };
+        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = string.Empty, Version = Opset });
+        foreach (var (key, value) in DescribeMetadata(detectorOptions, detector.Calibration, detector.EpochsTrained, options))
+        {
+            proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+        }
+
+        return proto;
+    }
+}

@@ -1,0 +1,382 @@
+using System.Buffers.Binary;
+using Google.Protobuf;
+using Onnx;
+using static TorchSharp.torch;
+
+namespace UniAD.Core.Export;
+
+/// <summary>
+/// Builds one ONNX graph (opset <see cref="OnnxExport.Opset"/>) node by node: typed helpers for the operators the
+/// emitters use, float32 and int64 initializers, and the static shape of every value whose shape the helpers can
+/// work out (the batch dimension is −1; later ones are known because the input size is fixed). Value and node names
+/// are derived from the emitting module's scope (e.g. <c>backbone._blocks.3</c>) and made unique in emission order,
+/// so the same modules give the same graph, byte for byte.
+/// </summary>
+internal sealed class OnnxGraph
+{
+    /// <summary>The batch dimension in <see cref="Shape"/>: dynamic.</summary>
+    public const long Batch = -1;
+
+    private readonly GraphProto graph;
+    private readonly Dictionary<string, long[]> shapes = new(StringComparer.Ordinal);
+    private readonly HashSet<string> names = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> constants = new(StringComparer.Ordinal);
+
+    /// <summary>Creates an empty graph called <paramref name="name"/>.</summary>
+    public OnnxGraph(string name)
+    {
+        graph = new GraphProto { Name = name };
+    }
+
+    /// <summary>The graph built so far.</summary>
+    public GraphProto Proto => graph;
+
+    /// <summary>Declares a float32 graph input; <see cref="Batch"/> dimensions become the dimension parameter <paramref name="batchName"/>.</summary>
+    public string Input(string name, long[] shape, string batchName)
+    {
+        Claim(name);
+        graph.Input.Add(ValueInfo(name, shape, batchName));
+        shapes[name] = shape;
+        return name;
+    }
+
+    /// <summary>Declares <paramref name="value"/> as the float32 graph output <paramref name="name"/> (through an Identity node).</summary>
+    public void Output(string value, string name, string batchName)
+    {
+        var shape = Shape(value);
+        Claim(name);
+        graph.Node.Add(NewNode("Identity", name, new[] { value }, new[] { name }));
+        shapes[name] = shape;
+        graph.Output.Add(ValueInfo(name, shape, batchName));
+    }
+
+    /// <summary>The static shape of <paramref name="value"/> (<see cref="Batch"/> for the batch).</summary>
+    /// <exception cref="InvalidOperationException">The shape of the value is not known (an emitter bug).</exception>
+    public long[] Shape(string value) =>
+        shapes.TryGetValue(value, out var shape) ? shape : throw new InvalidOperationException($"ONNX export: the shape of '{value}' is not known.");
+
+    /// <summary>Adds a float32 initializer holding <paramref name="values"/> (row-major) of <paramref name="shape"/>.</summary>
+    public string Initializer(string name, float[] values, long[] shape)
+    {
+        long count = shape.Aggregate(1L, (a, d) => a * d);
+        if (count != values.LongLength)
+        {
+            throw new ArgumentException($"Initializer '{name}': {values.Length} values for shape [{string.Join(", ", shape)}].", nameof(values));
+        }
+
+        var bytes = new byte[values.LongLength * sizeof(float)];
+        for (long i = 0; i < values.LongLength; i++)
+        {
+            BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan((int)(i * sizeof(float)), sizeof(float)), values[i]);
+        }
+
+        return AddInitializer(name, TensorProto.Types.DataType.Float, shape, bytes);
+    }
+
+    /// <summary>Adds a float32 initializer with the values and shape of <paramref name="tensor"/> (copied to the CPU).</summary>
+    public string Initializer(string name, Tensor tensor) => Initializer(name, Values(tensor), tensor.shape);
+
+    /// <summary>An int64 constant (shared between uses of the same values).</summary>
+    public string Int64(params long[] values)
+    {
+        var key = string.Join(",", values);
+        if (constants.TryGetValue(key, out var existing))
+        {
+            return existing;
+        }
+
+        var bytes = new byte[values.Length * sizeof(long)];
+        for (int i = 0; i < values.Length; i++)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(i * sizeof(long), sizeof(long)), values[i]);
+        }
+
+        var name = AddInitializer($"const.int64.{(values.Length == 0 ? "empty" : string.Join("_", values).Replace('-', 'm'))}", TensorProto.Types.DataType.Int64, new long[] { values.Length }, bytes);
+        constants[key] = name;
+        return name;
+    }
+
+    /// <summary>A float32 scalar constant (shared between uses of the same value).</summary>
+    public string Scalar(float value)
+    {
+        var key = "f:" + BitConverter.SingleToInt32Bits(value).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (constants.TryGetValue(key, out var existing))
+        {
+            return existing;
+        }
+
+        var name = Initializer($"const.float.{value.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}", new[] { value }, Array.Empty<long>());
+        constants[key] = name;
+        return name;
+    }
+
+    /// <summary>A tensor's values as float32, row-major (copied to the CPU).</summary>
+    public static float[] Values(Tensor tensor)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return tensor.detach().cpu().to(ScalarType.Float32).contiguous().data<float>().ToArray();
+    }
+
+    // ---- Operators. Every helper returns the name of its (first) output and records its shape. ----
+
+    /// <summary>A 2-D convolution; <paramref name="pads"/> is ONNX's [top, left, bottom, right].</summary>
+    public string Conv(string scope, string x, string weight, string? bias, long[] strides, long[] pads, long groups)
+    {
+        var inShape = Shape(x);
+        var w = Shape(weight);
+        long h = ((inShape[2] + pads[0] + pads[2] - w[2]) / strides[0]) + 1;
+        long wd = ((inShape[3] + pads[1] + pads[3] - w[3]) / strides[1]) + 1;
+        var inputs = bias is null ? new[] { x, weight } : new[] { x, weight, bias };
+        return Op(scope, "Conv", inputs, new[] { inShape[0], w[0], h, wd },
+            Ints("kernel_shape", w[2], w[3]), Ints("strides", strides), Ints("pads", pads), Ints("dilations", 1, 1), Int("group", groups));
+    }
+
+    /// <summary>Max pooling without dilation; <paramref name="pads"/> is [top, left, bottom, right].</summary>
+    public string MaxPool(string scope, string x, long kernel, long stride, long[] pads)
+    {
+        var s = Shape(x);
+        long h = ((s[2] + pads[0] + pads[2] - kernel) / stride) + 1, w = ((s[3] + pads[1] + pads[3] - kernel) / stride) + 1;
+        return Op(scope, "MaxPool", new[] { x }, new[] { s[0], s[1], h, w }, Ints("kernel_shape", kernel, kernel), Ints("strides", stride, stride), Ints("pads", pads));
+    }
+
+    /// <summary>Average pooling with a k x k window, stride 1, no padding (PyTorch's <c>avg_pool2d(x, k, 1)</c>).</summary>
+    public string AveragePool(string scope, string x, long kernel)
+    {
+        var s = Shape(x);
+        return Op(scope, "AveragePool", new[] { x }, new[] { s[0], s[1], s[2] - kernel + 1, s[3] - kernel + 1 },
+            Ints("kernel_shape", kernel, kernel), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0));
+    }
+
+    /// <summary>Mean over the spatial dimensions, keeping them (N x C x 1 x 1).</summary>
+    public string GlobalAveragePool(string scope, string x)
+    {
+        var s = Shape(x);
+        return Op(scope, "GlobalAveragePool", new[] { x }, new[] { s[0], s[1], 1L, 1L });
+    }
+
+    /// <summary>Bilinear resize of an N x C x H x W tensor to <paramref name="height"/> x <paramref name="width"/> with align_corners = true (PyTorch's <c>UpsamplingBilinear2d</c>).</summary>
+    public string ResizeBilinearAlignCorners(string scope, string x, long height, long width)
+    {
+        var s = Shape(x);
+        // Resize (opset 17) wants the sizes of every axis; the batch is dynamic, so they are Shape(x)[0:2] ++ [h, w].
+        var shape = Op(scope, "Shape", new[] { x }, new long[] { 4 });
+        var leading = Op(scope, "Slice", new[] { shape, Int64(0), Int64(2), Int64(0) }, new long[] { 2 });
+        var sizes = Op(scope, "Concat", new[] { leading, Int64(height, width) }, new long[] { 4 }, Int("axis", 0));
+        return Op(scope, "Resize", new[] { x, string.Empty, string.Empty, sizes }, new[] { s[0], s[1], height, width },
+            Str("mode", "linear"), Str("coordinate_transformation_mode", "align_corners"));
+    }
+
+    /// <summary>Concatenation along <paramref name="axis"/>.</summary>
+    public string Concat(string scope, IReadOnlyList<string> xs, int axis)
+    {
+        var shape = (long[])Shape(xs[0]).Clone();
+        shape[axis] = xs.Sum(x => Shape(x)[axis]);
+        return Op(scope, "Concat", xs.ToArray(), shape, Int("axis", axis));
+    }
+
+    /// <summary>Elements of <paramref name="x"/> along <paramref name="axis"/> in the order of <paramref name="indices"/>.</summary>
+    public string Gather(string scope, string x, long[] indices, int axis)
+    {
+        var shape = (long[])Shape(x).Clone();
+        shape[axis] = indices.Length;
+        return Op(scope, "Gather", new[] { x, Int64(indices) }, shape, Int("axis", axis));
+    }
+
+    /// <summary>Matrix product with NumPy broadcasting of the leading dimensions.</summary>
+    public string MatMul(string scope, string a, string b)
+    {
+        var sa = Shape(a);
+        var sb = Shape(b);
+        int rank = Math.Max(sa.Length, sb.Length);
+        var shape = new long[rank];
+        for (int i = 0; i < rank - 2; i++)
+        {
+            long da = i - (rank - sa.Length) >= 0 ? sa[i - (rank - sa.Length)] : 1;
+            long db = i - (rank - sb.Length) >= 0 ? sb[i - (rank - sb.Length)] : 1;
+            shape[i] = Broadcast(da, db);
+        }
+
+        shape[rank - 2] = sa[^2];
+        shape[rank - 1] = sb[^1];
+        return Op(scope, "MatMul", new[] { a, b }, shape);
+    }
+
+    /// <summary>a + b (broadcasting).</summary>
+    public string Add(string scope, string a, string b) => Binary(scope, "Add", a, b);
+
+    /// <summary>a − b (broadcasting).</summary>
+    public string Sub(string scope, string a, string b) => Binary(scope, "Sub", a, b);
+
+    /// <summary>a · b (broadcasting).</summary>
+    public string Mul(string scope, string a, string b) => Binary(scope, "Mul", a, b);
+
+    /// <summary>a / b (broadcasting).</summary>
+    public string Div(string scope, string a, string b) => Binary(scope, "Div", a, b);
+
+    /// <summary>An element-wise unary operator (Relu, Sigmoid, Sqrt, Erf, ...).</summary>
+    public string Unary(string scope, string op, string x) => Op(scope, op, new[] { x }, Shape(x));
+
+    /// <summary>SiLU (swish): x · sigmoid(x).</summary>
+    public string Silu(string scope, string x) => Mul(scope, x, Unary(scope, "Sigmoid", x));
+
+    /// <summary>Reshape to <paramref name="target"/> (ONNX's rules: 0 copies the input's dimension, −1 is inferred).</summary>
+    public string Reshape(string scope, string x, long[] target)
+    {
+        var s = Shape(x);
+        var shape = new long[target.Length];
+        int inferred = -1;
+        for (int i = 0; i < target.Length; i++)
+        {
+            shape[i] = target[i] == 0 ? s[i] : target[i];
+            if (target[i] == -1)
+            {
+                inferred = i;
+            }
+        }
+
+        if (inferred >= 0)
+        {
+            // With a dynamic batch the inferred dimension is the batch (every call site is written so).
+            shape[inferred] = s.Contains(Batch) ? Batch : s.Aggregate(1L, (a, d) => a * d) / shape.Where((_, i) => i != inferred).Aggregate(1L, (a, d) => a * d);
+        }
+
+        return Op(scope, "Reshape", new[] { x, Int64(target) }, shape);
+    }
+
+    /// <summary>Permutes the dimensions.</summary>
+    public string Transpose(string scope, string x, params long[] perm)
+    {
+        var s = Shape(x);
+        return Op(scope, "Transpose", new[] { x }, perm.Select(p => s[p]).ToArray(), Ints("perm", perm));
+    }
+
+    /// <summary>Softmax along the last axis.</summary>
+    public string Softmax(string scope, string x) => Op(scope, "Softmax", new[] { x }, Shape(x), Int("axis", -1));
+
+    /// <summary>Layer normalisation over the last axis (LayerNormalization, opset 17).</summary>
+    public string LayerNormalization(string scope, string x, string scale, string bias, double epsilon) =>
+        Op(scope, "LayerNormalization", new[] { x, scale, bias }, Shape(x), Int("axis", -1), Float("epsilon", (float)epsilon));
+
+    /// <summary>Sum over <paramref name="axes"/>, keeping them (ReduceSum takes its axes as an input since opset 13).</summary>
+    public string ReduceSumKeepDims(string scope, string x, params long[] axes)
+    {
+        var shape = (long[])Shape(x).Clone();
+        foreach (var a in axes)
+        {
+            shape[a] = 1;
+        }
+
+        return Op(scope, "ReduceSum", new[] { x, Int64(axes) }, shape, Int("keepdims", 1));
+    }
+
+    /// <summary>ReduceMax or ReduceMean over <paramref name="axes"/> (an attribute up to opset 17).</summary>
+    public string Reduce(string scope, string op, string x, long[] axes, bool keepDims)
+    {
+        var s = Shape(x);
+        var shape = keepDims
+            ? s.Select((d, i) => axes.Contains(i) ? 1 : d).ToArray()
+            : s.Where((_, i) => !axes.Contains(i)).ToArray();
+        return Op(scope, op, new[] { x }, shape, Ints("axes", axes), Int("keepdims", keepDims ? 1 : 0));
+    }
+
+    // ---- Plumbing. ----
+
+    private string Binary(string scope, string op, string a, string b)
+    {
+        var sa = Shape(a);
+        var sb = Shape(b);
+        int rank = Math.Max(sa.Length, sb.Length);
+        var shape = new long[rank];
+        for (int i = 0; i < rank; i++)
+        {
+            long da = i - (rank - sa.Length) >= 0 ? sa[i - (rank - sa.Length)] : 1;
+            long db = i - (rank - sb.Length) >= 0 ? sb[i - (rank - sb.Length)] : 1;
+            shape[i] = Broadcast(da, db);
+        }
+
+        return Op(scope, op, new[] { a, b }, shape);
+    }
+
+    private static long Broadcast(long a, long b) =>
+        a == b ? a
+        : a == 1 ? b
+        : b == 1 ? a
+        : a == Batch || b == Batch ? Batch
+        : throw new InvalidOperationException($"ONNX export: dimensions {a} and {b} do not broadcast.");
+
+    private string Op(string scope, string op, string[] inputs, long[] shape, params AttributeProto[] attributes)
+    {
+        var output = Unique($"{scope}/{op}");
+        var node = NewNode(op, output, inputs, new[] { output });
+        node.Attribute.Add(attributes);
+        graph.Node.Add(node);
+        shapes[output] = shape;
+        return output;
+    }
+
+    private static NodeProto NewNode(string op, string name, IEnumerable<string> inputs, IEnumerable<string> outputs)
+    {
+        var node = new NodeProto { OpType = op, Name = name };
+        node.Input.Add(inputs);
+        node.Output.Add(outputs);
+        return node;
+    }
+
+    private string AddInitializer(string name, TensorProto.Types.DataType type, long[] shape, byte[] bytes)
+    {
+        var unique = Unique(name);
+        var proto = new TensorProto { Name = unique, DataType = (int)type, RawData = ByteString.CopyFrom(bytes) };
+        proto.Dims.Add(shape);
+        graph.Initializer.Add(proto);
+        shapes[unique] = shape;
+        return unique;
+    }
+
+    private string Unique(string name)
+    {
+        var candidate = name;
+        for (int i = 1; !names.Add(candidate); i++)
+        {
+            candidate = $"{name}_{i}";
+        }
+
+        return candidate;
+    }
+
+    private void Claim(string name)
+    {
+        if (!names.Add(name))
+        {
+            throw new InvalidOperationException($"ONNX export: the name '{name}' is already used.");
+        }
+    }
+
+    private static ValueInfoProto ValueInfo(string name, long[] shape, string batchName)
+    {
+        var tensorShape = new TensorShapeProto();
+        foreach (var d in shape)
+        {
+            tensorShape.Dim.Add(d == Batch ? new TensorShapeProto.Types.Dimension { DimParam = batchName } : new TensorShapeProto.Types.Dimension { DimValue = d });
+        }
+
+        return new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = tensorShape } },
+        };
+    }
+
+    private static AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    private static AttributeProto Float(string name, float value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
+
+    private static AttributeProto Str(string name, string value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
+
+    private static AttributeProto Ints(string name, params long[] values)
+    {
+        var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        a.Ints.Add(values);
+        return a;
+    }
+}
