@@ -164,10 +164,15 @@ public static partial class OnnxExport
     /// <summary>Files larger than this are not ONNX models this library writes (protobuf's limit).</summary>
     private const long MaxBytes = int.MaxValue;
 
-    /// <summary>JSON settings of the metadata (enums as names, as in detector checkpoints).</summary>
+    /// <summary>
+    /// JSON settings of the metadata: enums as names, as in detector checkpoints, and infinite numbers as the strings
+    /// <c>"Infinity"</c> / <c>"-Infinity"</c> (a sensitivity on a calibration without a score range moves its effective
+    /// threshold to an infinity).
+    /// </summary>
     private static readonly JsonSerializerOptions Json = new()
     {
         Converters = { new JsonStringEnumConverter() },
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
         WriteIndented = false,
     };
 

@@ -272,6 +272,11 @@ internal sealed class LayerNormEmitter : OnnxEmitter<LayerNorm>
     {
         var g = context.Graph;
         long width = g.Shape(inputs[0])[^1];
+        if (module.normalized_shape is not { Length: 1 } shape || shape[0] != width)
+        {
+            throw new NotSupportedException($"ONNX export: '{scope}' normalises over [{string.Join(", ", module.normalized_shape ?? Array.Empty<long>())}]; only the last axis ({width}) is supported.");
+        }
+
         var scale = module.weight is { } w ? g.Initializer($"{scope}.weight", w) : g.Initializer($"{scope}.weight", Enumerable.Repeat(1f, (int)width).ToArray(), new[] { width });
         var bias = module.bias is { } b ? g.Initializer($"{scope}.bias", b) : g.Initializer($"{scope}.bias", new float[width], new[] { width });
         return new[] { g.LayerNormalization(scope, inputs[0], scale, bias, module.eps) };
