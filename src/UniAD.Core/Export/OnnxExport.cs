@@ -62,7 +62,7 @@ public static partial class OnnxExport
 
         // Protobuf cannot write a message of 2 GiB or more (external data files are not supported).
         long bytes = graph.Proto.Initializer.Sum(i => (long)i.RawData.Length);
-        if (bytes > MaxBytes - (64L << 20))
+        if (bytes > int.MaxValue - (64L << 20))
         {
             throw new NotSupportedException($"ONNX export: the model's weights take {bytes:N0} bytes; a single ONNX file holds less than 2 GiB.");
         }

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Google.Protobuf;
 using Onnx;
 using UniAD.Core.Detection;
 using UniAD.Core.Metrics;
@@ -161,9 +160,6 @@ public static partial class OnnxExport
     /// <summary>The name of the dynamic batch dimension (<c>dim_param</c>).</summary>
     public const string BatchDimension = "batch";
 
-    /// <summary>Files larger than this are not ONNX models this library writes (protobuf's limit).</summary>
-    private const long MaxBytes = int.MaxValue;
-
     /// <summary>
     /// JSON settings of the metadata: enums as names, as in detector checkpoints, and infinite numbers as the strings
     /// <c>"Infinity"</c> / <c>"-Infinity"</c> (a sensitivity on a calibration without a score range moves its effective
@@ -183,34 +179,7 @@ public static partial class OnnxExport
     /// <exception cref="InvalidDataException">The file is not an ONNX model, has no UniAD.Core metadata, lacks a key (named), holds an unreadable value, or is of a newer format version (both versions named).</exception>
     public static OnnxModelInfo ReadInfo(string path)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"ONNX model '{path}' does not exist.", path);
-        }
-
-        long length = new FileInfo(path).Length;
-        if (length == 0 || length > MaxBytes)
-        {
-            throw new InvalidDataException($"'{path}' is not an ONNX model: its size is {length} bytes.");
-        }
-
-        ModelProto model;
-        try
-        {
-            using var stream = File.OpenRead(path);
-            model = ModelProto.Parser.ParseFrom(stream);
-        }
-        catch (InvalidProtocolBufferException ex)
-        {
-            throw new InvalidDataException($"'{path}' is not an ONNX model (protobuf: {ex.Message}).", ex);
-        }
-
-        if (model.IrVersion <= 0 || model.Graph is null || model.Graph.Node.Count == 0)
-        {
-            throw new InvalidDataException($"'{path}' is not an ONNX model (no IR version or no graph nodes).");
-        }
-
+        var model = OnnxModelFile.Parse(path);
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var entry in model.MetadataProps)
         {

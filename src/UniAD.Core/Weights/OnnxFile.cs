@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Onnx;
 using static TorchSharp.torch;
 
@@ -11,9 +10,6 @@ namespace UniAD.Core.Weights;
 /// </summary>
 internal sealed class OnnxFile
 {
-    /// <summary>Files larger than this are refused before parsing (protobuf's own limit is 2 GiB).</summary>
-    internal const long MaxBytes = 1L << 31;
-
     /// <summary>The largest initializer accepted, in elements.</summary>
     internal const long MaxInitializerElements = 1L << 28;
 
@@ -62,38 +58,7 @@ internal sealed class OnnxFile
     /// <summary>Reads and parses <paramref name="path"/>.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="InvalidDataException">The file is not an ONNX model.</exception>
-    public static OnnxFile Read(string path)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"ONNX file '{path}' does not exist.", path);
-        }
-
-        var length = new FileInfo(path).Length;
-        if (length == 0 || length > MaxBytes)
-        {
-            throw new InvalidDataException($"'{path}' is not an ONNX model: its size is {length} bytes.");
-        }
-
-        ModelProto model;
-        try
-        {
-            using var stream = File.OpenRead(path);
-            model = ModelProto.Parser.ParseFrom(stream);
-        }
-        catch (InvalidProtocolBufferException ex)
-        {
-            throw new InvalidDataException($"'{path}' is not an ONNX model (protobuf: {ex.Message}).", ex);
-        }
-
-        if (model.Graph is null || model.Graph.Node.Count == 0 || model.IrVersion <= 0)
-        {
-            throw new InvalidDataException($"'{path}' is not an ONNX model (no IR version or no graph nodes).");
-        }
-
-        return new OnnxFile(path, model);
-    }
+    public static OnnxFile Read(string path) => new(path, Export.OnnxModelFile.Parse(path));
 
     /// <summary>The node that produces <paramref name="tensor"/>, or null for graph inputs and initializers.</summary>
     public NodeProto? Producer(string tensor) => producers.GetValueOrDefault(tensor);
