@@ -1,8 +1,11 @@
+using System.Globalization;
+using System.Text.Json;
 using Google.Protobuf;
 using Onnx;
 using UniAD.Core.Detection;
 using UniAD.Core.Files;
 using UniAD.Core.Models;
+using UniAD.Core.Tiling;
 using static TorchSharp.torch;
 
 namespace UniAD.Core.Export;
@@ -84,5 +87,48 @@ public static partial class OnnxExport
         }
 
         return proto;
+    }
+
+    /// <summary>The metadata entries of a detector's export, in the order they are written.</summary>
+    internal static IReadOnlyList<KeyValuePair<string, string>> DescribeMetadata(DetectorOptions options, Calibration? calibration, int epochsTrained, OnnxExportOptions export)
+    {
+        var entries = new List<KeyValuePair<string, string>>();
+        void Add(string key, string value) => entries.Add(new(key, value));
+        Add(OnnxMetadataKeys.Format, FormatId);
+        Add(OnnxMetadataKeys.FormatVersion, FormatVersion.ToString(CultureInfo.InvariantCulture));
+        Add(OnnxMetadataKeys.LibraryVersion, LibraryVersion());
+        Add(OnnxMetadataKeys.InputSize, JsonSerializer.Serialize(new[] { options.InputSize.Height, options.InputSize.Width }, Json));
+        Add(OnnxMetadataKeys.PixelMean, JsonSerializer.Serialize(options.PixelMean, Json));
+        Add(OnnxMetadataKeys.PixelStd, JsonSerializer.Serialize(options.PixelStd, Json));
+        Add(OnnxMetadataKeys.Resize, "pil-bilinear");
+        Add(OnnxMetadataKeys.MapResize, "bilinear-half-pixel");
+        Add(OnnxMetadataKeys.Backbone, options.Backbone);
+        Add(OnnxMetadataKeys.BackboneLayers, JsonSerializer.Serialize(options.BackboneLayers, Json));
+        Add(OnnxMetadataKeys.ImageScore, options.ScoreKind.ToString());
+        Add(OnnxMetadataKeys.ScorePoolSize, options.ScorePoolSize.ToString(CultureInfo.InvariantCulture));
+        if (options.Tiling is { } tiling)
+        {
+            Add(OnnxMetadataKeys.Tiling, JsonSerializer.Serialize(tiling, Json));
+            Add(OnnxMetadataKeys.TileMarginWeight, Tiler.MarginWeight.ToString("R", CultureInfo.InvariantCulture));
+        }
+
+        if (calibration is not null)
+        {
+            Add(OnnxMetadataKeys.Calibration, JsonSerializer.Serialize(calibration, Json));
+        }
+
+        if (export.ClassNames is { } classes)
+        {
+            Add(OnnxMetadataKeys.ClassNames, JsonSerializer.Serialize(classes, Json));
+        }
+
+        Add(OnnxMetadataKeys.EpochsTrained, epochsTrained.ToString(CultureInfo.InvariantCulture));
+        Add(OnnxMetadataKeys.DetectorOptions, JsonSerializer.Serialize(options, Json));
+        foreach (var (key, value) in (export.Metadata ?? new Dictionary<string, string>()).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            Add(key, value);
+        }
+
+        return entries;
     }
 }

@@ -56,7 +56,7 @@ public static class OnnxMetadataKeys
     /// <summary>The tiling (JSON of <see cref="TilingOptions"/>); absent for an untiled detector. The graph scores one tile.</summary>
     public const string Tiling = "uniad.tiling";
 
-    /// <summary>With tiling: the stitching weight of pixels in a tile's interior margin (<see cref="Tiler.MarginWeight"/>).</summary>
+    /// <summary>With tiling: the stitching weight of pixels in a tile's interior margin (<c>Tiler.MarginWeight</c>).</summary>
     public const string TileMarginWeight = "uniad.tile_margin_weight";
 
     /// <summary>The calibration (JSON of <see cref="Detection.Calibration"/>, sensitivities and effective thresholds included); absent when uncalibrated.</summary>
@@ -117,7 +117,7 @@ public sealed record OnnxModelInfo
     /// <summary>The tiling, or null for an untiled detector (the graph scores one tile; stitching is the runtime's).</summary>
     public TilingOptions? Tiling { get; init; }
 
-    /// <summary>With tiling, the stitching weight of interior margins (<see cref="Tiler.MarginWeight"/>); otherwise null.</summary>
+    /// <summary>With tiling, the stitching weight of interior margins (<c>Tiler.MarginWeight</c>); otherwise null.</summary>
     public double? TileMarginWeight { get; init; }
 
     /// <summary>The calibration, or null when the detector was not calibrated.</summary>
@@ -165,7 +165,7 @@ public static partial class OnnxExport
     /// <c>"Infinity"</c> / <c>"-Infinity"</c> (a sensitivity on a calibration without a score range moves its effective
     /// threshold to an infinity).
     /// </summary>
-    private static readonly JsonSerializerOptions Json = new()
+    internal static readonly JsonSerializerOptions Json = new()
     {
         Converters = { new JsonStringEnumConverter() },
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
@@ -202,49 +202,6 @@ public static partial class OnnxExport
         }
 
         return info with { Opset = opset };
-    }
-
-    /// <summary>The metadata entries of a detector's export, in the order they are written.</summary>
-    internal static IReadOnlyList<KeyValuePair<string, string>> DescribeMetadata(DetectorOptions options, Calibration? calibration, int epochsTrained, OnnxExportOptions export)
-    {
-        var entries = new List<KeyValuePair<string, string>>();
-        void Add(string key, string value) => entries.Add(new(key, value));
-        Add(OnnxMetadataKeys.Format, FormatId);
-        Add(OnnxMetadataKeys.FormatVersion, FormatVersion.ToString(CultureInfo.InvariantCulture));
-        Add(OnnxMetadataKeys.LibraryVersion, LibraryVersion());
-        Add(OnnxMetadataKeys.InputSize, JsonSerializer.Serialize(new[] { options.InputSize.Height, options.InputSize.Width }, Json));
-        Add(OnnxMetadataKeys.PixelMean, JsonSerializer.Serialize(options.PixelMean, Json));
-        Add(OnnxMetadataKeys.PixelStd, JsonSerializer.Serialize(options.PixelStd, Json));
-        Add(OnnxMetadataKeys.Resize, "pil-bilinear");
-        Add(OnnxMetadataKeys.MapResize, "bilinear-half-pixel");
-        Add(OnnxMetadataKeys.Backbone, options.Backbone);
-        Add(OnnxMetadataKeys.BackboneLayers, JsonSerializer.Serialize(options.BackboneLayers, Json));
-        Add(OnnxMetadataKeys.ImageScore, options.ScoreKind.ToString());
-        Add(OnnxMetadataKeys.ScorePoolSize, options.ScorePoolSize.ToString(CultureInfo.InvariantCulture));
-        if (options.Tiling is { } tiling)
-        {
-            Add(OnnxMetadataKeys.Tiling, JsonSerializer.Serialize(tiling, Json));
-            Add(OnnxMetadataKeys.TileMarginWeight, Tiler.MarginWeight.ToString("R", CultureInfo.InvariantCulture));
-        }
-
-        if (calibration is not null)
-        {
-            Add(OnnxMetadataKeys.Calibration, JsonSerializer.Serialize(calibration, Json));
-        }
-
-        if (export.ClassNames is { } classes)
-        {
-            Add(OnnxMetadataKeys.ClassNames, JsonSerializer.Serialize(classes, Json));
-        }
-
-        Add(OnnxMetadataKeys.EpochsTrained, epochsTrained.ToString(CultureInfo.InvariantCulture));
-        Add(OnnxMetadataKeys.DetectorOptions, JsonSerializer.Serialize(options, Json));
-        foreach (var (key, value) in (export.Metadata ?? new Dictionary<string, string>()).OrderBy(kv => kv.Key, StringComparer.Ordinal))
-        {
-            Add(key, value);
-        }
-
-        return entries;
     }
 
     /// <summary>Parses and checks the metadata entries of an exported model (<paramref name="path"/> is for messages).</summary>
