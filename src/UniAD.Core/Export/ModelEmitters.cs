@@ -1,5 +1,9 @@
+using TorchSharp;
+using UniAD.Core.Detection;
 using UniAD.Core.Metrics;
 using UniAD.Core.Models;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace UniAD.Core.Export;
 
@@ -31,6 +35,42 @@ internal static class AnomalyMapEmitter
 
         var s = g.Shape(error);
         return g.ResizeBilinearAlignCorners(OnnxEmitContext.Child(scope, "upsample"), error, s[2] * stride, s[3] * stride);
+    }
+}
+
+/// <summary>
+/// Per-class reference maps (<see cref="ReferenceMaps"/>) in the graph: each class's grid upsampled to the map size
+/// (bilinear, half-pixel centres) plus its epsilon, as <see cref="ReferenceMaps.Normalize"/> computes it, stacked in
+/// ordinal order of the class names (a constant K x 1 x H x W); every map is divided by the row its class index picks.
+/// </summary>
+internal static class ReferenceMapEmitter
+{
+    /// <summary>The classes in the order of the class index.</summary>
+    public static IReadOnlyList<ClassReferenceMap> Ordered(ReferenceMaps references) =>
+        references.Classes.Values.OrderBy(r => r.ClassName, StringComparer.Ordinal).ToArray();
+
+    /// <summary>Emits <paramref name="map"/> (B x 1 x H x W) divided by the reference of <paramref name="classIndex"/> (int64, B).</summary>
+    public static string Emit(OnnxGraph g, string scope, string map, string classIndex, ReferenceMaps references)
+    {
+        var s = g.Shape(map);
+        long height = s[2], width = s[3], plane = height * width;
+        var classes = Ordered(references);
+        var values = new float[classes.Count * plane];
+        for (int k = 0; k < classes.Count; k++)
+        {
+            var r = classes[k];
+            using var scope2 = NewDisposeScope();
+            using var grid = tensor(r.Values.ToArray(), new long[] { 1, 1, r.Height, r.Width });
+            var up = OnnxGraph.Values(F.interpolate(grid, new[] { height, width }, mode: InterpolationMode.Bilinear, align_corners: false));
+            float epsilon = (float)r.Epsilon;
+            for (long j = 0; j < plane; j++)
+            {
+                values[(k * plane) + j] = up[j] + epsilon;
+            }
+        }
+
+        var table = g.Initializer(scope, values, new[] { (long)classes.Count, 1, height, width });
+        return g.Div(scope, map, g.GatherRows(scope, table, classIndex));
     }
 }
 

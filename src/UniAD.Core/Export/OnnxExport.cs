@@ -20,9 +20,12 @@ public static partial class OnnxExport
     /// file in the same folder, then a move). Input <see cref="InputName"/>: float32 <c>[batch, 3, H, W]</c> normalised as
     /// <see cref="AnomalyDetector.Preprocess"/> normalises (H x W = the input size; the batch is dynamic). Outputs
     /// <see cref="AnomalyMapName"/> (<c>[batch, 1, H, W]</c>, the maps of <see cref="AnomalyDetector.ScoreTensor"/> before any
-    /// resize) and <see cref="ImageScoreName"/> (<c>[batch]</c>, the configured image score). The detector's configuration,
+    /// resize) and <see cref="ImageScoreName"/> (<c>[batch]</c>, the configured image score). With per-class reference maps
+    /// (<see cref="AnomalyDetector.ReferenceMaps"/>) an untiled graph takes a second input <see cref="ClassIndexName"/> (int64
+    /// <c>[batch]</c>) and divides each map by its class's reference. The detector's configuration,
     /// calibration and tiling are stored as metadata (<see cref="OnnxMetadataKeys"/>; <see cref="ReadInfo"/> reads them). With
-    /// tiling, the graph scores one tile; cutting and stitching are the runtime's. The same detector gives the same bytes.
+    /// tiling, the graph scores one tile; cutting, stitching (and reference maps, which apply to the stitched map) are the
+    /// runtime's. The same detector gives the same bytes.
     /// Runs under the detector's lock (<see cref="AnomalyDetector.UseModel{T}"/>).
     /// </summary>
     /// <exception cref="ObjectDisposedException">The detector was disposed.</exception>
@@ -51,13 +54,24 @@ public static partial class OnnxExport
     {
         var detectorOptions = detector.Options;
         var size = model.InputSize;
+
+        // Untiled, per-class reference maps are part of the graph (a class index per image). Tiled, the detector divides
+        // the STITCHED map by them, so the tile graph stays raw and the runtime applies them (they are in the metadata).
+        var references = detector.ReferenceMaps;
+        bool referencesInGraph = references is not null && detectorOptions.Tiling is null;
         var graph = new OnnxGraph("uniad");
         var context = new OnnxEmitContext(graph, OnnxEmitters.All(), size);
         using (var scope = NewDisposeScope())
         using (var noGrad = no_grad())
         {
             var images = graph.Input(InputName, new[] { OnnxGraph.Batch, 3, size.Height, size.Width }, BatchDimension);
+            var classIndex = referencesInGraph ? graph.Input(ClassIndexName, new[] { OnnxGraph.Batch }, BatchDimension, TensorProto.Types.DataType.Int64) : null;
             var pred = context.Emit(model, string.Empty, images)[2];
+            if (referencesInGraph)
+            {
+                pred = ReferenceMapEmitter.Emit(graph, "reference_maps", pred, classIndex!, references!);
+            }
+
             var score = ImageScoreEmitter.Emit(graph, "image_score", pred, detectorOptions.ScoreKind, detectorOptions.ScorePoolSize);
             graph.Output(pred, AnomalyMapName, BatchDimension);
             graph.Output(score, ImageScoreName, BatchDimension);
@@ -81,7 +95,7 @@ public static partial class OnnxExport
             Graph = graph.Proto,
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = string.Empty, Version = Opset });
-        foreach (var (key, value) in DescribeMetadata(detectorOptions, detector.Calibration, detector.EpochsTrained, options))
+        foreach (var (key, value) in DescribeMetadata(detectorOptions, detector.Calibration, detector.EpochsTrained, options, references, referencesInGraph))
         {
             proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         }
@@ -90,7 +104,7 @@ public static partial class OnnxExport
     }
 
     /// <summary>The metadata entries of a detector's export, in the order they are written.</summary>
-    internal static IReadOnlyList<KeyValuePair<string, string>> DescribeMetadata(DetectorOptions options, Calibration? calibration, int epochsTrained, OnnxExportOptions export)
+    internal static IReadOnlyList<KeyValuePair<string, string>> DescribeMetadata(DetectorOptions options, Calibration? calibration, int epochsTrained, OnnxExportOptions export, ReferenceMaps? references, bool referencesInGraph)
     {
         var entries = new List<KeyValuePair<string, string>>();
         void Add(string key, string value) => entries.Add(new(key, value));
@@ -117,9 +131,17 @@ public static partial class OnnxExport
             Add(OnnxMetadataKeys.Calibration, JsonSerializer.Serialize(calibration, Json));
         }
 
-        if (export.ClassNames is { } classes)
+        // The detector knows its training classes only through reference maps (fitted per class on normal training images).
+        var ordered = references is null ? null : ReferenceMapEmitter.Ordered(references);
+        if ((export.ClassNames ?? ordered?.Select(r => r.ClassName).ToArray()) is { } classes)
         {
             Add(OnnxMetadataKeys.ClassNames, JsonSerializer.Serialize(classes, Json));
+        }
+
+        if (ordered is not null)
+        {
+            Add(OnnxMetadataKeys.ReferenceMaps, JsonSerializer.Serialize(ordered, Json));
+            Add(OnnxMetadataKeys.ReferenceMapsInGraph, referencesInGraph ? "true" : "false");
         }
 
         Add(OnnxMetadataKeys.EpochsTrained, epochsTrained.ToString(CultureInfo.InvariantCulture));

@@ -31,11 +31,11 @@ internal sealed class OnnxGraph
     /// <summary>The graph built so far.</summary>
     public GraphProto Proto => graph;
 
-    /// <summary>Declares a float32 graph input; <see cref="Batch"/> dimensions become the dimension parameter <paramref name="batchName"/>.</summary>
-    public string Input(string name, long[] shape, string batchName)
+    /// <summary>Declares a graph input (float32 unless <paramref name="type"/> says otherwise); <see cref="Batch"/> dimensions become the dimension parameter <paramref name="batchName"/>.</summary>
+    public string Input(string name, long[] shape, string batchName, TensorProto.Types.DataType type = TensorProto.Types.DataType.Float)
     {
         Claim(name);
-        graph.Input.Add(ValueInfo(name, shape, batchName));
+        graph.Input.Add(ValueInfo(name, shape, batchName, type));
         shapes[name] = shape;
         return name;
     }
@@ -181,6 +181,14 @@ internal sealed class OnnxGraph
         var shape = (long[])Shape(x).Clone();
         shape[axis] = indices.Length;
         return Op(scope, "Gather", new[] { x, Int64(indices) }, shape, Int("axis", axis));
+    }
+
+    /// <summary>Rows of <paramref name="x"/> (along axis 0) chosen by the int64 values of <paramref name="indices"/> (a 1-D value).</summary>
+    public string GatherRows(string scope, string x, string indices)
+    {
+        var shape = (long[])Shape(x).Clone();
+        shape[0] = Shape(indices)[0];
+        return Op(scope, "Gather", new[] { x, indices }, shape, Int("axis", 0));
     }
 
     /// <summary>Matrix product with NumPy broadcasting of the leading dimensions.</summary>
@@ -352,7 +360,7 @@ internal sealed class OnnxGraph
         }
     }
 
-    private static ValueInfoProto ValueInfo(string name, long[] shape, string batchName)
+    private static ValueInfoProto ValueInfo(string name, long[] shape, string batchName, TensorProto.Types.DataType type = TensorProto.Types.DataType.Float)
     {
         var tensorShape = new TensorShapeProto();
         foreach (var d in shape)
@@ -363,7 +371,7 @@ internal sealed class OnnxGraph
         return new ValueInfoProto
         {
             Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = tensorShape } },
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = tensorShape } },
         };
     }
 

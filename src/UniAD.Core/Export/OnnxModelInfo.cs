@@ -62,8 +62,21 @@ public static class OnnxMetadataKeys
     /// <summary>The calibration (JSON of <see cref="Detection.Calibration"/>, sensitivities and effective thresholds included); absent when uncalibrated.</summary>
     public const string Calibration = "uniad.calibration";
 
-    /// <summary>The class names of the training data, JSON list; absent when not known (the detector does not record them; see <see cref="OnnxExportOptions.ClassNames"/>).</summary>
+    /// <summary>The class names of the training data, JSON list: <see cref="OnnxExportOptions.ClassNames"/>, else the classes of the reference maps; absent when neither is known.</summary>
     public const string ClassNames = "uniad.class_names";
+
+    /// <summary>
+    /// Per-class reference maps (JSON list of <see cref="ClassReferenceMap"/>, in the order of the <c>class_index</c> input:
+    /// ordinal by class name); absent when the detector has none.
+    /// </summary>
+    public const string ReferenceMaps = "uniad.reference_maps";
+
+    /// <summary>
+    /// With reference maps: <c>true</c> when the graph applies them (input <c>class_index</c>; untiled detectors), <c>false</c>
+    /// when the runtime must (tiled detectors: the stitched map is divided by its class's reference, upsampled bilinearly with
+    /// half-pixel centres to the working size, plus epsilon; then the image score is computed from it).
+    /// </summary>
+    public const string ReferenceMapsInGraph = "uniad.reference_maps_in_graph";
 
     /// <summary>Epochs trained.</summary>
     public const string EpochsTrained = "uniad.epochs_trained";
@@ -126,6 +139,12 @@ public sealed record OnnxModelInfo
     /// <summary>The training data's class names, or null when not known.</summary>
     public IReadOnlyList<string>? ClassNames { get; init; }
 
+    /// <summary>The per-class reference maps in class-index order, or null when the detector has none.</summary>
+    public IReadOnlyList<ClassReferenceMap>? ReferenceMaps { get; init; }
+
+    /// <summary>True when the graph applies <see cref="ReferenceMaps"/> (it then has the input <c>class_index</c>).</summary>
+    public bool ReferenceMapsInGraph { get; init; }
+
     /// <summary>Epochs trained.</summary>
     public required int EpochsTrained { get; init; }
 
@@ -150,6 +169,12 @@ public static partial class OnnxExport
 
     /// <summary>The graph's input: float32 normalised images, <c>[batch, 3, H, W]</c>.</summary>
     public const string InputName = "images";
+
+    /// <summary>
+    /// The graph's second input when it applies per-class reference maps: int64 <c>[batch]</c>, each image's class as an
+    /// index into <see cref="OnnxMetadataKeys.ReferenceMaps"/>.
+    /// </summary>
+    public const string ClassIndexName = "class_index";
 
     /// <summary>The graph's map output: float32 <c>[batch, 1, H, W]</c>.</summary>
     public const string AnomalyMapName = "anomaly_map";
@@ -192,6 +217,11 @@ public static partial class OnnxExport
         var info = ParseInfo(metadata, path);
         var opset = model.OpsetImport.Where(o => o.Domain.Length == 0 || o.Domain == "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
         var inputs = model.Graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        if (info.ReferenceMapsInGraph != inputs.Contains(ClassIndexName))
+        {
+            throw new InvalidDataException($"'{path}': metadata '{OnnxMetadataKeys.ReferenceMapsInGraph}' says {info.ReferenceMapsInGraph}, but the graph {(inputs.Contains(ClassIndexName) ? "has" : "lacks")} the input '{ClassIndexName}'.");
+        }
+
         var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var (name, present) in new[] { (InputName, inputs.Contains(InputName)), (AnomalyMapName, outputs.Contains(AnomalyMapName)), (ImageScoreName, outputs.Contains(ImageScoreName)) })
         {
@@ -285,6 +315,23 @@ public static partial class OnnxExport
                 : throw new InvalidDataException($"'{path}': metadata '{OnnxMetadataKeys.TileMarginWeight}' = '{text}' is not a weight in [0, 1].");
         }
 
+        var references = Optional<ClassReferenceMap[]>(OnnxMetadataKeys.ReferenceMaps);
+        bool referencesInGraph = false;
+        if (references is not null)
+        {
+            var text = Required(OnnxMetadataKeys.ReferenceMapsInGraph);
+            referencesInGraph = text switch
+            {
+                "true" => true,
+                "false" => false,
+                _ => throw new InvalidDataException($"'{path}': metadata '{OnnxMetadataKeys.ReferenceMapsInGraph}' = '{text}' is neither true nor false."),
+            };
+            if (references.Any(r => r is null || r.Values is null || r.Values.Count != (long)r.Height * r.Width))
+            {
+                throw new InvalidDataException($"'{path}': metadata '{OnnxMetadataKeys.ReferenceMaps}' holds a reference whose values do not fit its grid.");
+            }
+        }
+
         var info = new OnnxModelInfo
         {
             FormatVersion = version,
@@ -303,6 +350,8 @@ public static partial class OnnxExport
             TileMarginWeight = marginWeight,
             Calibration = calibration,
             ClassNames = Optional<string[]>(OnnxMetadataKeys.ClassNames),
+            ReferenceMaps = references,
+            ReferenceMapsInGraph = referencesInGraph,
             EpochsTrained = Integer(OnnxMetadataKeys.EpochsTrained),
             Options = options,
             Metadata = new Dictionary<string, string>(metadata, StringComparer.Ordinal),

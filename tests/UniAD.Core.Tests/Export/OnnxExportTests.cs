@@ -110,6 +110,7 @@ public sealed class OnnxExportTests(SyntheticData data, ITestOutputHelper output
     {
         using var detector = SyntheticData.TinyBuilder().WithTiling(new TilingOptions { Stride = new GridSize(32, 32) }).Build();
         OnnxParity.RandomizeBatchNorms(detector, seed: 5);
+        detector.FitReferenceMaps(data.Train);
         detector.Calibrate(data.Train, new CalibrationOptions { Method = CalibrationMethod.FalseAlarmRate, FalseAlarmRate = 0.1 });
         detector.SetSensitivity(0.55);
         string a = Path.Combine(root, "a.onnx"), b = Path.Combine(root, "b.onnx"), c = Path.Combine(root, "c.onnx");
@@ -149,6 +150,50 @@ public sealed class OnnxExportTests(SyntheticData data, ITestOutputHelper output
         using var scope = NewDisposeScope();
         var diff = OnnxParity.Compare(detector, session, OnnxParity.RandomImages(3, 64, 64, seed: 9), "tiled detector, 3 tiles");
         output.WriteLine($"tiled (tile 64 x 64), batch 3: {diff}");
+    }
+
+    [Fact]
+    public void Reference_maps_are_applied_by_the_graph_through_a_class_index_and_left_to_the_runtime_when_tiled()
+    {
+        using var detector = SyntheticData.TinyBuilder().Build();
+        OnnxParity.RandomizeBatchNorms(detector, seed: 12);
+        var references = detector.FitReferenceMaps(data.Train);
+        var path = Path.Combine(root, "references.onnx");
+        detector.ExportOnnx(path);
+        var info = OnnxExport.ReadInfo(path);
+        var classes = references.Classes.Keys.Order(StringComparer.Ordinal).ToArray();
+        Assert.True(info.ReferenceMapsInGraph);
+        Assert.Equal(classes, info.ReferenceMaps!.Select(r => r.ClassName));
+        Assert.Equal(classes, info.ClassNames); // the classes the detector knows from its reference maps
+        Assert.Equal(references.Classes[classes[0]].Values, info.ReferenceMaps![0].Values);
+
+        using var session = OnnxParity.Session(path);
+        Assert.Contains("class_index", session.InputMetadata.Keys);
+        using var scope = NewDisposeScope();
+        var names = new[] { classes[0], classes[1], classes[0] };
+        var diff = OnnxParity.Compare(detector, session, OnnxParity.RandomImages(3, 64, 64, seed: 13), "reference maps", names, names.Select(n => (long)Array.IndexOf(classes, n)).ToArray());
+        output.WriteLine($"reference maps in the graph, batch 3: {diff}");
+
+        // Tiled: the detector divides the stitched map, so the tile graph stays raw and says so.
+        using var tiled = SyntheticData.TinyBuilder().WithTiling(new TilingOptions { Stride = new GridSize(32, 32) }).Build();
+        tiled.FitReferenceMaps(data.Train);
+        var tiledPath = Path.Combine(root, "tiled-references.onnx");
+        tiled.ExportOnnx(tiledPath);
+        var tiledInfo = OnnxExport.ReadInfo(tiledPath);
+        Assert.False(tiledInfo.ReferenceMapsInGraph);
+        Assert.NotNull(tiledInfo.ReferenceMaps);
+        using var tiledSession = OnnxParity.Session(tiledPath);
+        Assert.DoesNotContain("class_index", tiledSession.InputMetadata.Keys);
+        var tiles = OnnxParity.RandomImages(2, 64, 64, seed: 14);
+        var raw = tiled.UseModel(m =>
+        {
+            using var noGrad = no_grad();
+            using var result = m.forward(tiles);
+            return result.Pred.clone();
+        });
+        var ort = OnnxParity.Run(tiledSession, tiles);
+        var rawDiff = TensorAssert.Close(tensor(ort.Maps, new long[] { 2, 1, 64, 64 }), raw, OnnxParity.Tolerance, OnnxParity.Tolerance, "raw tile maps");
+        output.WriteLine($"tiled with reference maps: raw tile maps, max |diff| {rawDiff:E2}");
     }
 
     [Fact]

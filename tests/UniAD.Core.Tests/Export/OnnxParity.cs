@@ -29,12 +29,17 @@ public static class OnnxParity
         return new InferenceSession(path, options);
     }
 
-    /// <summary>Runs the session on normalised images (B x 3 x H x W).</summary>
-    public static OrtOutputs Run(InferenceSession session, Tensor images)
+    /// <summary>Runs the session on normalised images (B x 3 x H x W), with each image's class index when the graph takes one.</summary>
+    public static OrtOutputs Run(InferenceSession session, Tensor images, long[]? classIndex = null)
     {
         var shape = images.shape.Select(d => (int)d).ToArray();
         var data = images.to(float32).contiguous().data<float>().ToArray();
-        var feeds = new[] { NamedOnnxValue.CreateFromTensor("images", new DenseTensorF(data, shape)) };
+        var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("images", new DenseTensorF(data, shape)) };
+        if (classIndex is not null)
+        {
+            feeds.Add(NamedOnnxValue.CreateFromTensor("class_index", new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<long>(classIndex, new[] { classIndex.Length })));
+        }
+
         using var results = session.Run(feeds, new[] { "anomaly_map", "image_score" });
         var map = results.First(r => r.Name == "anomaly_map").AsTensor<float>();
         var score = results.First(r => r.Name == "image_score").AsTensor<float>();
@@ -45,10 +50,10 @@ public static class OnnxParity
     /// Compares ONNX Runtime's outputs on <paramref name="images"/> with <see cref="AnomalyDetector.ScoreTensor"/>'s maps and
     /// scores: every value within 1e-4 absolute or relative. Returns the largest absolute differences and the scales.
     /// </summary>
-    public static ParityDiff Compare(AnomalyDetector detector, InferenceSession session, Tensor images, string what)
+    public static ParityDiff Compare(AnomalyDetector detector, InferenceSession session, Tensor images, string what, IReadOnlyList<string>? classNames = null, long[]? classIndex = null)
     {
-        var expected = detector.ScoreTensor(images);
-        var actual = Run(session, images);
+        var expected = detector.ScoreTensor(images, classNames: classNames);
+        var actual = Run(session, images, classIndex);
         int b = (int)images.shape[0], h = (int)images.shape[2], w = (int)images.shape[3];
         Assert.Equal(new[] { b, 1, h, w }, actual.MapShape);
         Assert.Equal(b, actual.Scores.Length);
