@@ -73,10 +73,12 @@ public sealed record Calibration(CalibrationMethod Method, double ImageThreshold
     /// <summary>Pixel sensitivity in [0, 1], the same rule for the pixel masks (default 0.5: <see cref="PixelThreshold"/>).</summary>
     public double PixelSensitivity { get; init; } = 0.5;
 
-    /// <summary>The raw image-score threshold after sensitivity: scores at or above it are anomalous.</summary>
+    /// <summary>The raw image-score threshold after sensitivity: scores at or above it are anomalous (derived, not stored: infinite when the range is empty and the sensitivity is not 0.5).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public double EffectiveImageThreshold => Shift(ImageThreshold, ImageSensitivity, ImageMin, ImageMax);
 
     /// <summary>The raw map threshold of the masks after sensitivity, or null without a pixel threshold.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public double? EffectivePixelThreshold => PixelThreshold is { } t ? Shift(t, PixelSensitivity, PixelMin, PixelMax) : null;
 
     /// <summary>Whether a raw image score is anomalous (at or above <see cref="EffectiveImageThreshold"/>).</summary>

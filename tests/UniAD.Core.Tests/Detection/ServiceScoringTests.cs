@@ -121,6 +121,20 @@ public sealed class ServiceScoringTests(SyntheticData data) : IClassFixture<Synt
         Assert.Equal(sensitive, loaded.Calibration);
         Assert.Equal(0.8, loaded.Calibration!.ImageSensitivity);
 
+        // Thresholds by hand without a calibrated range, then a sensitivity: the effective threshold is infinite
+        // (everything or nothing is flagged) and is derived, not stored, so the model still saves and loads.
+        using (var manual2 = SyntheticData.TinyBuilder().Build())
+        {
+            manual2.SetThresholds(1.0);
+            var flagAll = manual2.SetSensitivity(0.7);
+            Assert.Equal(double.NegativeInfinity, flagAll.EffectiveImageThreshold);
+            var manualPath = temp.File("manual.safetensors");
+            manual2.Save(manualPath);
+            using var back = AnomalyDetector.Load(manualPath);
+            Assert.Equal(flagAll, back.Calibration);
+            Assert.True(back.Score(data.Test.Samples[0].ImagePath).IsAnomalous);
+        }
+
         // Default sensitivity leaves every decision where the calibration put it, bit for bit.
         Assert.Equal(calibration.ImageThreshold, calibration.EffectiveImageThreshold);
         Assert.Equal(calibration.PixelThreshold, calibration.EffectivePixelThreshold);
