@@ -236,22 +236,7 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
     {
         string consumer = _package.ConsumerDirectory;
         Assert.StartsWith("..", Path.GetRelativePath(_package.RepositoryRoot, consumer), StringComparison.Ordinal);
-        Directory.CreateDirectory(consumer);
-
-        // The local feed comes on top of the machine's default sources (no <clear/>).
-        File.WriteAllText(Path.Combine(consumer, "nuget.config"), $"""
-            <?xml version="1.0" encoding="utf-8"?>
-            <configuration>
-              <packageSources>
-                <add key="uniad-consumertest" value="{SecurityElement.Escape(_package.PackageDirectory)}" />
-              </packageSources>
-            </configuration>
-            """);
-
-        // Stop MSBuild's upward search for Directory.Build.* / Directory.Packages.props at this folder.
-        File.WriteAllText(Path.Combine(consumer, "Directory.Build.props"), "<Project />\n");
-        File.WriteAllText(Path.Combine(consumer, "Directory.Build.targets"), "<Project />\n");
-        File.WriteAllText(Path.Combine(consumer, "Directory.Packages.props"), "<Project />\n");
+        WriteConsumerFolder(consumer);
 
         File.WriteAllText(Path.Combine(consumer, "Consumer.csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
@@ -368,18 +353,7 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
     public void Building_for_a_runtime_without_libtorch_fails_and_names_the_onnx_route()
     {
         string consumer = Path.Combine(_package.WorkDirectory, "arm-consumer");
-        Directory.CreateDirectory(consumer);
-        File.WriteAllText(Path.Combine(consumer, "nuget.config"), $"""
-            <?xml version="1.0" encoding="utf-8"?>
-            <configuration>
-              <packageSources>
-                <add key="uniad-consumertest" value="{SecurityElement.Escape(_package.PackageDirectory)}" />
-              </packageSources>
-            </configuration>
-            """);
-        File.WriteAllText(Path.Combine(consumer, "Directory.Build.props"), "<Project />\n");
-        File.WriteAllText(Path.Combine(consumer, "Directory.Build.targets"), "<Project />\n");
-        File.WriteAllText(Path.Combine(consumer, "Directory.Packages.props"), "<Project />\n");
+        WriteConsumerFolder(consumer);
         File.WriteAllText(Path.Combine(consumer, "ArmConsumer.csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
@@ -401,6 +375,23 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
             Assert.Contains($"no native build for '{rid}'", build.StandardOutput, StringComparison.Ordinal);
             Assert.Contains("UniAD.Onnx", build.StandardOutput, StringComparison.Ordinal);
         }
+    }
+
+    /// <summary>A consumer folder: the local feed on top of the machine's sources (no clear), and MSBuild's upward search for Directory.* files stopped here.</summary>
+    private void WriteConsumerFolder(string consumer)
+    {
+        Directory.CreateDirectory(consumer);
+        File.WriteAllText(Path.Combine(consumer, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <packageSources>
+                <add key="uniad-consumertest" value="{SecurityElement.Escape(_package.PackageDirectory)}" />
+              </packageSources>
+            </configuration>
+            """);
+        File.WriteAllText(Path.Combine(consumer, "Directory.Build.props"), "<Project />\n");
+        File.WriteAllText(Path.Combine(consumer, "Directory.Build.targets"), "<Project />\n");
+        File.WriteAllText(Path.Combine(consumer, "Directory.Packages.props"), "<Project />\n");
     }
 
     private static byte[] ReadEntry(ZipArchive zip, string name)
