@@ -48,6 +48,8 @@ public sealed class TrainingPresetTests
         Assert.Equal(2, o.Reconstruction.NumEncoderLayers);
         Assert.Equal(2, o.Reconstruction.NumDecoderLayers);
         Assert.Equal(20, o.Reconstruction.FeatureJitter!.Scale);
+        Assert.Equal(UniAD.Core.Metrics.ImageScoreKind.PooledMax, o.ScoreKind);
+        Assert.Equal(64, o.ScorePoolSize);
 
         // Tiles of 256 every 192 pixels with a 32-pixel margin, every image 448 wide first:
         // a 500 x 1250 part becomes 448 x 1120 in 2 x 6 tiles.
