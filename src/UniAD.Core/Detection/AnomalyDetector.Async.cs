@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using SkiaSharp;
 using UniAD.Core.Data;
 
@@ -20,12 +19,7 @@ public sealed partial class AnomalyDetector
     public async Task<AnomalyResult> ScoreAsync(string imagePath, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(imagePath);
-        if (!File.Exists(imagePath))
-        {
-            throw new FileNotFoundException($"Image file '{imagePath}' does not exist.", imagePath);
-        }
-
-        var bytes = await File.ReadAllBytesAsync(imagePath, cancellationToken).ConfigureAwait(false);
+        var bytes = await ScoringSteps.ReadFileAsync(imagePath, cancellationToken).ConfigureAwait(false);
         return await ScoreEncodedAsync(bytes, imagePath, imagePath, className, cancellationToken).ConfigureAwait(false);
     }
 
@@ -39,9 +33,8 @@ public sealed partial class AnomalyDetector
     public async Task<AnomalyResult> ScoreAsync(Stream stream, string? name = null, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        using var copy = stream.CanSeek ? new MemoryStream(checked((int)Math.Max(0, stream.Length - stream.Position))) : new MemoryStream();
-        await stream.CopyToAsync(copy, cancellationToken).ConfigureAwait(false);
-        return await ScoreEncodedAsync(copy.ToArray(), name ?? "stream", name, className, cancellationToken).ConfigureAwait(false);
+        var bytes = await ScoringSteps.CopyAsync(stream, cancellationToken).ConfigureAwait(false);
+        return await ScoreEncodedAsync(bytes, name ?? "stream", name, className, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Scores an encoded image (PNG, JPEG, BMP) held in memory.</summary>
@@ -66,7 +59,7 @@ public sealed partial class AnomalyDetector
     public Task<AnomalyResult> ScoreAsync(SKBitmap bitmap, string? name = null, CancellationToken cancellationToken = default, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(bitmap);
-        var image = ToRgb(bitmap); // copied now: the caller may dispose the bitmap once the task is started
+        var image = ScoringSteps.ToRgb(bitmap); // copied now: the caller may dispose the bitmap once the task is started
         return Task.Run(
             () =>
             {
@@ -104,76 +97,13 @@ public sealed partial class AnomalyDetector
     {
         ArgumentNullException.ThrowIfNull(imagePaths);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        return Iterate(imagePaths, batchSize, className, cancellationToken);
-    }
-
-    private async IAsyncEnumerable<AnomalyResult> Iterate(IEnumerable<string> imagePaths, int batchSize, string? className, [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        var pending = new List<string>(batchSize);
-        foreach (var path in imagePaths)
-        {
-            pending.Add(path);
-            if (pending.Count < batchSize)
-            {
-                continue;
-            }
-
-            foreach (var r in await ScoreFilesAsync(pending, className, cancellationToken).ConfigureAwait(false))
-            {
-                yield return r;
-            }
-
-            pending.Clear();
-        }
-
-        if (pending.Count > 0)
-        {
-            foreach (var r in await ScoreFilesAsync(pending, className, cancellationToken).ConfigureAwait(false))
-            {
-                yield return r;
-            }
-        }
-    }
-
-    private async Task<List<AnomalyResult>> ScoreFilesAsync(IReadOnlyList<string> paths, string? className, CancellationToken cancellationToken)
-    {
-        // Read in input order (the first failing file is reported), decode and score on the thread pool.
-        var encoded = new byte[paths.Count][];
-        for (int i = 0; i < paths.Count; i++)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (!File.Exists(paths[i]))
-            {
-                throw new FileNotFoundException($"Image file '{paths[i]}' does not exist.", paths[i]);
-            }
-
-            encoded[i] = await File.ReadAllBytesAsync(paths[i], cancellationToken).ConfigureAwait(false);
-        }
-
-        var names = paths.ToArray();
-        return await Task.Run(
-            () =>
-            {
-                var images = new (RgbImage, string?)[names.Length];
-                for (int i = 0; i < names.Length; i++)
-                {
-                    images[i] = (ImageDecoder.Decode(encoded[i], names[i], Preprocess.MaxImagePixels), names[i]);
-                }
-
-                cancellationToken.ThrowIfCancellationRequested();
-                return ScoreImages(images, className);
-            },
-            cancellationToken).ConfigureAwait(false);
+        return ScoringSteps.BatchedAsync(
+            imagePaths,
+            batchSize,
+            (paths, ct) => ScoringSteps.ScoreFilesAsync(paths, Preprocess.MaxImagePixels, images => ScoreImages(images, className), ct),
+            cancellationToken);
     }
 
     private Task<AnomalyResult> ScoreEncodedAsync(byte[] encoded, string messageName, string? name, string? className, CancellationToken cancellationToken) =>
-        Task.Run(
-            () =>
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var image = ImageDecoder.Decode(encoded, messageName, Preprocess.MaxImagePixels);
-                cancellationToken.ThrowIfCancellationRequested();
-                return ScoreImages(new[] { (image, name) }, className)[0];
-            },
-            cancellationToken);
+        ScoringSteps.ScoreEncodedAsync(encoded, messageName, name, Preprocess.MaxImagePixels, images => ScoreImages(images, className), cancellationToken);
 }

@@ -169,9 +169,7 @@ public sealed partial class AnomalyDetector : IDisposable
     public AnomalyResult Score(Stream stream, string? name = null, string? className = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        using var copy = new MemoryStream();
-        stream.CopyTo(copy);
-        var image = ImageDecoder.Decode(copy.ToArray(), name ?? "stream", Preprocess.MaxImagePixels);
+        var image = ImageDecoder.Decode(ScoringSteps.Copy(stream), name ?? "stream", Preprocess.MaxImagePixels);
         return ScoreImages(new[] { (image, name) }, className)[0];
     }
 
@@ -179,7 +177,7 @@ public sealed partial class AnomalyDetector : IDisposable
     /// <param name="bitmap">The image.</param>
     /// <param name="name">A name for the result's source.</param>
     /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
-    public AnomalyResult Score(SKBitmap bitmap, string? name = null, string? className = null) => Score(ToRgb(bitmap), name, className);
+    public AnomalyResult Score(SKBitmap bitmap, string? name = null, string? className = null) => Score(ScoringSteps.ToRgb(bitmap), name, className);
 
     /// <summary>Scores a decoded RGB image.</summary>
     /// <param name="image">The image.</param>
@@ -245,33 +243,7 @@ public sealed partial class AnomalyDetector : IDisposable
     {
         ArgumentNullException.ThrowIfNull(imagePaths);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        return Iterate();
-
-        IEnumerable<AnomalyResult> Iterate()
-        {
-            var pending = new List<string>(batchSize);
-            foreach (var path in imagePaths)
-            {
-                pending.Add(path);
-                if (pending.Count == batchSize)
-                {
-                    foreach (var r in ScoreFiles(pending, cancellationToken, className))
-                    {
-                        yield return r;
-                    }
-
-                    pending.Clear();
-                }
-            }
-
-            if (pending.Count > 0)
-            {
-                foreach (var r in ScoreFiles(pending, cancellationToken, className))
-                {
-                    yield return r;
-                }
-            }
-        }
+        return ScoringSteps.Batched(imagePaths, batchSize, paths => ScoreFiles(paths, cancellationToken, className));
     }
 
     /// <summary>
@@ -691,31 +663,8 @@ public sealed partial class AnomalyDetector : IDisposable
         }
     }
 
-    private List<AnomalyResult> ScoreFiles(IReadOnlyList<string> paths, CancellationToken cancellationToken, string? className)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        var images = new (RgbImage, string?)[paths.Count];
-        var failures = new Exception?[paths.Count];
-        Parallel.For(0, paths.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
-        {
-            try
-            {
-                images[i] = (ImageDecoder.Decode(paths[i], Preprocess.MaxImagePixels), paths[i]);
-            }
-            catch (Exception ex) when (ex is IOException or ArgumentException)
-            {
-                failures[i] = ex;
-            }
-        });
-
-        // The first failing file in input order, as itself (ImageFileException naming the file), never wrapped.
-        if (failures.FirstOrDefault(f => f is not null) is { } failure)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
-        }
-
-        return ScoreImages(images, className);
-    }
+    private List<AnomalyResult> ScoreFiles(IReadOnlyList<string> paths, CancellationToken cancellationToken, string? className) =>
+        ScoreImages(ScoringSteps.DecodeFiles(paths, Preprocess.MaxImagePixels, cancellationToken), className);
 
     private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className = null)
     {
@@ -733,15 +682,8 @@ public sealed partial class AnomalyDetector : IDisposable
     }
 
     /// <summary>With reference maps, every image needs a known class (checked before the network runs).</summary>
-    private void RequireClasses(IReadOnlyList<string?> classes)
-    {
-        if (ReferenceMaps is { } references && classes.FirstOrDefault(c => c is null || !references.Classes.ContainsKey(c)) is var missing && classes.Any(c => c is null || !references.Classes.ContainsKey(c)))
-        {
-            throw new ArgumentException(missing is null
-                ? $"This detector normalises maps by per-class reference maps ({string.Join(", ", references.Classes.Keys)}): pass the image's class."
-                : $"No reference map for class '{missing}'; the detector has them for {string.Join(", ", references.Classes.Keys)}.", "className");
-        }
-    }
+    private void RequireClasses(IReadOnlyList<string?> classes) =>
+        ScoringSteps.RequireClasses(ReferenceMaps?.Classes.Keys.ToArray(), classes);
 
     private List<AnomalyResult> Run(Tensor inputs, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, IReadOnlyList<string?> classNames)
     {
@@ -776,7 +718,7 @@ public sealed partial class AnomalyDetector : IDisposable
                 : F.interpolate(map.unsqueeze(0), new long[] { size.Height, size.Width }, mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
             var values = resized.cpu().contiguous().data<float>().ToArray();
             var data = new AnomalyMapData(size.Width, size.Height, values);
-            results.Add(Result(i < names.Count ? names[i] : null, score, data, calibration));
+            results.Add(ScoringSteps.Result(i < names.Count ? names[i] : null, score, data, calibration));
         }
 
         return results;
@@ -791,31 +733,7 @@ public sealed partial class AnomalyDetector : IDisposable
         int bad = Array.IndexOf(ok, false);
         if (bad >= 0)
         {
-            string name = bad < names.Count && names[bad] is { } n ? $"'{n}'" : $"image {bad} of the batch";
-            throw new InvalidDataException($"The model produced an anomaly map with NaN or infinity for {name}: its weights or the input are not finite.");
+            throw ScoringSteps.NonFiniteMap(names, bad);
         }
-    }
-
-    /// <summary>A result with the calibration's normalised score, label and pixel mask (none without calibration).</summary>
-    private static AnomalyResult Result(string? name, double score, AnomalyMapData data, Calibration? calibration) =>
-        new(name,
-            score,
-            calibration?.NormalizeImageScore(score),
-            calibration?.IsAnomalous(score),
-            data,
-            calibration?.EffectivePixelThreshold is { } pt ? data.Threshold(pt) : null);
-
-    private static RgbImage ToRgb(SKBitmap bitmap)
-    {
-        ArgumentNullException.ThrowIfNull(bitmap);
-        using var converted = bitmap.ColorType == SKColorType.Rgba8888 ? null : bitmap.Copy(SKColorType.Rgba8888);
-        var source = converted ?? bitmap;
-        if (source is null)
-        {
-            throw new ArgumentException($"Cannot convert a {bitmap.ColorType} bitmap to RGB.", nameof(bitmap));
-        }
-
-        // RgbImage keeps 4 bytes per pixel (R, G, B, ignored), the layout of an RGBA8888 bitmap.
-        return new RgbImage(bitmap.Width, bitmap.Height, source.GetPixelSpan().ToArray());
     }
 }
