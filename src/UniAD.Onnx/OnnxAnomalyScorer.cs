@@ -214,6 +214,42 @@ public sealed partial class OnnxAnomalyScorer : IDisposable
         return ScoringSteps.Batched(imagePaths, batchSize, paths => ScoreImages(ScoringSteps.DecodeFiles(paths, Options.MaxImagePixels, cancellationToken), className));
     }
 
+    /// <summary>
+    /// Scores images already preprocessed to the network's input (the counterpart of <c>AnomalyDetector.ScoreTensor</c>):
+    /// <paramref name="count"/> normalised images, 3 x H x W each at <see cref="OnnxScoringInfo.InputSize"/>, one after another
+    /// in <paramref name="images"/> (as <see cref="ImageNormalizer.ToChw"/> writes them). One run of the graph; maps stay at
+    /// the input size. With tiling, each image is one tile (no stitching).
+    /// </summary>
+    /// <exception cref="ArgumentException">The buffer does not hold <paramref name="count"/> input-size images, holds NaN or infinity, the names do not match, or a class is missing with reference maps.</exception>
+    /// <exception cref="InvalidDataException">The model produced a non-finite map.</exception>
+    /// <param name="images">The normalised images, count x 3 x H x W row-major.</param>
+    /// <param name="count">How many images the buffer holds.</param>
+    /// <param name="names">Names for the results' sources, or null.</param>
+    /// <param name="className">The images' class: needed when the model has reference maps.</param>
+    public IReadOnlyList<AnomalyResult> ScoreNormalized(float[] images, int count, IReadOnlyList<string?>? names = null, string? className = null)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        var size = Info.InputSize;
+        if (count < 1 || images.LongLength != (long)count * 3 * size.Count)
+        {
+            throw new ArgumentException($"Expected {count} normalised images of 3 x {size.Height} x {size.Width} ({(long)count * 3 * size.Count} values); got {images.LongLength} values.", nameof(images));
+        }
+
+        if (names is not null && names.Count != count)
+        {
+            throw new ArgumentException($"{names.Count} names for {count} images.", nameof(names));
+        }
+
+        int bad = Array.FindIndex(images, v => !float.IsFinite(v));
+        if (bad >= 0)
+        {
+            throw new ArgumentException($"Image {bad / (3 * size.Count)} of the batch holds NaN or infinity.", nameof(images));
+        }
+
+        ScoringSteps.RequireClasses(referenceClasses, Enumerable.Repeat(className, count).ToArray());
+        return Untiled(images, Enumerable.Repeat(size, count).ToArray(), names ?? new string?[count], ClassIndex(className));
+    }
+
     /// <summary>Frees the ONNX Runtime session; waits for a run in progress.</summary>
     public void Dispose()
     {
@@ -243,6 +279,7 @@ public sealed partial class OnnxAnomalyScorer : IDisposable
 
         using (sessionOptions)
         {
+            sessionOptions.AddSessionConfigEntry("session.intra_op.allow_spinning", options.AllowSpinning ? "1" : "0");
             OnnxExecutionProviders.Append(sessionOptions, options);
             try
             {
@@ -294,24 +331,32 @@ public sealed partial class OnnxAnomalyScorer : IDisposable
     private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className)
     {
         ScoringSteps.RequireClasses(referenceClasses, Enumerable.Repeat(className, images.Count).ToArray());
-        int? classIndex = className is null || referenceClasses is null ? null : Array.IndexOf(referenceClasses, className);
-        return Info.Tiling is { } tiling ? ScoreTiled(images, tiling, classIndex) : ScoreUntiled(images, classIndex);
+        return Info.Tiling is { } tiling ? ScoreTiled(images, tiling, ClassIndex(className)) : ScoreUntiled(images, ClassIndex(className));
     }
 
-    /// <summary>Untiled: one run for all images; the graph's map at the input size and its image score, then the resize.</summary>
+    /// <summary>The position of a (checked) class in the reference maps, or null without them.</summary>
+    private int? ClassIndex(string? className) => className is null || referenceClasses is null ? null : Array.IndexOf(referenceClasses, className);
+
+    /// <summary>Untiled: the images preprocessed to the input size, then one run for all of them.</summary>
     private List<AnomalyResult> ScoreUntiled(IReadOnlyList<(RgbImage Image, string? Name)> images, int? classIndex)
+    {
+        int values = 3 * Info.InputSize.Count;
+        var preprocess = Preprocess;
+        var input = new float[(long)images.Count * values];
+        Parallel.For(0, images.Count, i => ImageNormalizer.ToChw(images[i].Image, preprocess).CopyTo(input, (long)i * values));
+        return Untiled(input, images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray(), images.Select(i => i.Name).ToArray(), classIndex);
+    }
+
+    /// <summary>One run on preprocessed images: the graph's maps at the input size and its image scores (or, with reference maps the runtime applies, the divided map's score), then each map resized to its image's size.</summary>
+    private List<AnomalyResult> Untiled(float[] input, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, int? classIndex)
     {
         var size = Info.InputSize;
         int plane = size.Count;
-        var preprocess = Preprocess;
-        var input = new float[(long)images.Count * 3 * plane];
-        Parallel.For(0, images.Count, i => ImageNormalizer.ToChw(images[i].Image, preprocess).CopyTo(input, (long)i * 3 * plane));
-        var names = images.Select(i => i.Name).ToArray();
-        var (maps, scores) = Run(input, images.Count, classIndex);
+        var (maps, scores) = Run(input, originalSizes.Count, classIndex);
         ScoringSteps.RequireFinite(maps, plane, names);
         var calibration = Calibration;
-        var results = new List<AnomalyResult>(images.Count);
-        for (int i = 0; i < images.Count; i++)
+        var results = new List<AnomalyResult>(originalSizes.Count);
+        for (int i = 0; i < originalSizes.Count; i++)
         {
             var map = maps.AsSpan(i * plane, plane);
             double score = scores[i];
@@ -321,9 +366,9 @@ public sealed partial class OnnxAnomalyScorer : IDisposable
                 score = MapScore.Of(map, size.Height, size.Width, Info.ScoreKind, Info.ScorePoolSize);
             }
 
-            var image = images[i].Image;
-            var values = MapResize.Bilinear(map, size.Height, size.Width, image.Height, image.Width);
-            results.Add(ScoringSteps.Result(names[i], score, new AnomalyMapData(image.Width, image.Height, values), calibration));
+            var target = originalSizes[i];
+            var values = MapResize.Bilinear(map, size.Height, size.Width, target.Height, target.Width);
+            results.Add(ScoringSteps.Result(names[i], score, new AnomalyMapData(target.Width, target.Height, values), calibration));
         }
 
         return results;

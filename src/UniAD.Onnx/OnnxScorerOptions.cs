@@ -36,6 +36,13 @@ public sealed record OnnxScorerOptions
     /// <summary>Threads ONNX Runtime uses within one run (intra-op); 0 (default) lets ONNX Runtime choose (one per physical core).</summary>
     public int IntraOpThreads { get; init; }
 
+    /// <summary>
+    /// Whether ONNX Runtime's intra-op threads spin while waiting for work (ONNX Runtime's default, true: lowest latency).
+    /// Set false when the process runs other multi-threaded native code beside the scorer (libtorch, a second session) or the
+    /// machine's cores are shared: spinning threads then take cores the other code's threads wait for.
+    /// </summary>
+    public bool AllowSpinning { get; init; } = true;
+
     /// <summary>With tiling, tiles per run when scoring an image (default 8, as <c>AnomalyDetector</c>).</summary>
     public int TileBatchSize { get; init; } = 8;
 
