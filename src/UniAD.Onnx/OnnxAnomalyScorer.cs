@@ -23,13 +23,16 @@ namespace UniAD.Onnx;
 /// preprocessing and the post-processing of maps run on the calling threads; the ONNX Runtime session runs one call at a
 /// time under the scorer's lock (ONNX Runtime already uses <see cref="OnnxScorerOptions.IntraOpThreads"/> threads within
 /// a run). <see cref="Dispose"/> waits for a run in progress; calls after it throw <see cref="ObjectDisposedException"/>.</para>
+/// <para>The scoring entry points (<c>Score</c> of a file, stream, bytes, bitmap or decoded image, <c>ScoreBatch</c>,
+/// <c>ScoreStream</c>, <c>ScoreAsync</c>, <c>ScoreManyAsync</c>) are <see cref="ImageScorer"/>'s, the very code
+/// <c>AnomalyDetector</c> scores files with; this class adds <see cref="ScoreNormalized"/> (input-size tensors).</para>
 /// <para>Errors: <see cref="InvalidDataException"/> for a model file that is not a UniAD export (named with the key or the
 /// versions) or a map that is not finite; <see cref="IOException"/> for files (<see cref="FileNotFoundException"/>,
 /// <see cref="ImageFileException"/>); <see cref="ArgumentException"/> for bad options or input (a missing or unknown class
 /// with reference maps); <see cref="PlatformNotSupportedException"/> for an execution provider whose native package the
 /// application lacks.</para>
 /// </remarks>
-public sealed partial class OnnxAnomalyScorer : IDisposable
+public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
 {
     private readonly object gate = new();
     private readonly InferenceSession session;
@@ -105,113 +108,6 @@ public sealed partial class OnnxAnomalyScorer : IDisposable
             session.Dispose();
             throw;
         }
-    }
-
-    /// <summary>Scores an image file.</summary>
-    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="ImageFileException">The file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
-    /// <exception cref="InvalidDataException">The model produced a non-finite map.</exception>
-    /// <exception cref="ArgumentException">The model has reference maps and <paramref name="className"/> is null or unknown.</exception>
-    /// <param name="imagePath">The image file.</param>
-    /// <param name="className">The image's class: needed when the model has reference maps, ignored otherwise.</param>
-    public AnomalyResult Score(string imagePath, string? className = null)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(imagePath);
-        return ScoreImages(new[] { (ImageDecoder.Decode(imagePath, Options.MaxImagePixels), (string?)imagePath) }, className)[0];
-    }
-
-    /// <summary>Scores an encoded image (PNG, JPEG, BMP) read from a stream (synchronously; <see cref="ScoreAsync(Stream, string?, CancellationToken, string?)"/> reads asynchronously).</summary>
-    /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
-    /// <param name="stream">The encoded image.</param>
-    /// <param name="name">A name for messages and the result's source.</param>
-    /// <param name="className">The image's class: needed when the model has reference maps, ignored otherwise.</param>
-    public AnomalyResult Score(Stream stream, string? name = null, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        var image = ImageDecoder.Decode(ScoringSteps.Copy(stream), name ?? "stream", Options.MaxImagePixels);
-        return ScoreImages(new[] { (image, name) }, className)[0];
-    }
-
-    /// <summary>Scores an encoded image (PNG, JPEG, BMP) held in memory.</summary>
-    /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
-    /// <param name="encoded">The file's bytes.</param>
-    /// <param name="name">A name for messages and the result's source.</param>
-    /// <param name="className">The image's class: needed when the model has reference maps, ignored otherwise.</param>
-    public AnomalyResult Score(byte[] encoded, string? name = null, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(encoded);
-        return ScoreImages(new[] { (ImageDecoder.Decode(encoded, name ?? "bytes", Options.MaxImagePixels), name) }, className)[0];
-    }
-
-    /// <summary>Scores a decoded SkiaSharp bitmap (any colour type; alpha is dropped).</summary>
-    /// <param name="bitmap">The image.</param>
-    /// <param name="name">A name for the result's source.</param>
-    /// <param name="className">The image's class: needed when the model has reference maps, ignored otherwise.</param>
-    public AnomalyResult Score(SKBitmap bitmap, string? name = null, string? className = null) => Score(ScoringSteps.ToRgb(bitmap), name, className);
-
-    /// <summary>Scores a decoded RGB image.</summary>
-    /// <param name="image">The image.</param>
-    /// <param name="name">A name for the result's source.</param>
-    /// <param name="className">The image's class: needed when the model has reference maps, ignored otherwise.</param>
-    public AnomalyResult Score(RgbImage image, string? name = null, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(image);
-        return ScoreImages(new[] { (image, name) }, className)[0];
-    }
-
-    /// <summary>
-    /// Scores decoded images together: untiled in one run of the session, tiled one image after another with their tiles
-    /// <see cref="OnnxScorerOptions.TileBatchSize"/> at a time; the results keep the input order.
-    /// </summary>
-    /// <exception cref="ArgumentException">No image, or the number of names differs from the number of images.</exception>
-    /// <exception cref="InvalidDataException">The model produced a non-finite map.</exception>
-    /// <param name="images">The decoded images.</param>
-    /// <param name="names">Names for the results' sources, or null.</param>
-    /// <param name="className">The images' class: needed when the model has reference maps.</param>
-    public IReadOnlyList<AnomalyResult> ScoreBatch(IReadOnlyList<RgbImage> images, IReadOnlyList<string?>? names = null, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        if (images.Count == 0 || (names is not null && names.Count != images.Count))
-        {
-            throw new ArgumentException($"Expected at least one image and as many names; got {images.Count} images and {names?.Count.ToString(CultureInfo.InvariantCulture) ?? "no"} names.", nameof(images));
-        }
-
-        var items = new (RgbImage, string?)[images.Count];
-        for (int i = 0; i < items.Length; i++)
-        {
-            items[i] = (images[i] ?? throw new ArgumentException($"Image {i} is null.", nameof(images)), names?[i]);
-        }
-
-        return ScoreImages(items, className);
-    }
-
-    /// <summary>Scores many image files, <paramref name="batchSize"/> at a time; the results keep the input order.</summary>
-    /// <exception cref="FileNotFoundException">A file does not exist (the first such file in input order, not wrapped).</exception>
-    /// <exception cref="ImageFileException">A file cannot be decoded (the first such file in input order, not wrapped).</exception>
-    /// <param name="imagePaths">The files.</param>
-    /// <param name="batchSize">Images per run of the session.</param>
-    /// <param name="cancellationToken">Cancels between batches.</param>
-    /// <param name="className">The images' class: needed when the model has reference maps.</param>
-    public IReadOnlyList<AnomalyResult> ScoreBatch(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null) =>
-        ScoreStream(imagePaths, batchSize, cancellationToken, className).ToList();
-
-    /// <summary>
-    /// Scores image files lazily, <paramref name="batchSize"/> at a time, yielding each result as its batch completes.
-    /// A file that cannot be read stops the enumeration with its own exception (earlier batches' results were yielded);
-    /// to go on past bad files, score each file with <see cref="Score(string, string?)"/> and catch <see cref="IOException"/>.
-    /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">The batch size is not positive.</exception>
-    /// <exception cref="FileNotFoundException">A file does not exist.</exception>
-    /// <exception cref="ImageFileException">A file cannot be decoded.</exception>
-    /// <param name="imagePaths">The files.</param>
-    /// <param name="batchSize">Images per run of the session.</param>
-    /// <param name="cancellationToken">Cancels between batches.</param>
-    /// <param name="className">The images' class: needed when the model has reference maps.</param>
-    public IEnumerable<AnomalyResult> ScoreStream(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(imagePaths);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        return ScoringSteps.Batched(imagePaths, batchSize, paths => ScoreImages(ScoringSteps.DecodeFiles(paths, Options.MaxImagePixels, cancellationToken), className));
     }
 
     /// <summary>
@@ -328,7 +224,11 @@ public sealed partial class OnnxAnomalyScorer : IDisposable
         }
     }
 
-    private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className)
+    /// <inheritdoc />
+    private protected override long MaxImagePixels => Options.MaxImagePixels;
+
+    /// <inheritdoc />
+    private protected override IReadOnlyList<AnomalyResult> ScoreDecoded(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className)
     {
         ScoringSteps.RequireClasses(referenceClasses, Enumerable.Repeat(className, images.Count).ToArray());
         return Info.Tiling is { } tiling ? ScoreTiled(images, tiling, ClassIndex(className)) : ScoreUntiled(images, ClassIndex(className));
