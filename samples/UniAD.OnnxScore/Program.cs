@@ -6,8 +6,6 @@
 // Notes go to standard error. Exit codes as uniad's: 0 success; 1 failure (the model cannot be loaded, or the first input
 // that cannot be scored without --keep-going); 2 usage error; 3 with --keep-going, some inputs failed; 130 cancelled.
 using System.Globalization;
-using System.Text.Encodings.Web;
-using System.Text.Json;
 using UniAD.Core.Detection;
 using UniAD.Onnx;
 
@@ -117,16 +115,12 @@ using (scorer)
                 throw new FileNotFoundException(problem, path);
             }
 
-            WriteResult(path, scorer.Score(path, className));
+            WriteLine(ScoreJson.Result(path, scorer.Score(path, className)));
         }
         catch (Exception ex) when (ex is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
         {
             failed++;
-            WriteJson(w =>
-            {
-                w.WriteString("path", path);
-                w.WriteString("error", ex.Message);
-            });
+            WriteLine(ScoreJson.Failure(path, ex.Message));
             if (!keepGoing)
             {
                 Console.Error.WriteLine($"stopped at the first input that could not be scored ({total - 1} scored); --keep-going scores the rest.");
@@ -171,45 +165,10 @@ IEnumerable<(string Path, string? Problem)> Inputs(IEnumerable<string> inputs)
     }
 }
 
-void WriteResult(string path, AnomalyResult result) => WriteJson(w =>
+// One JSON line (the format of `uniad score --json`: UniAD.Core.Primitives' ScoreJson), flushed at once.
+static void WriteLine(string line)
 {
-    w.WriteString("path", path);
-    WriteNumber(w, "score", result.Score);
-    WriteNumber(w, "normalized", result.NormalizedScore);
-    if (result.IsAnomalous is { } anomalous)
-    {
-        w.WriteBoolean("anomalous", anomalous);
-    }
-    else
-    {
-        w.WriteNull("anomalous");
-    }
-});
-
-// JSON has no NaN or infinity: a non-finite number is null.
-static void WriteNumber(Utf8JsonWriter w, string name, double? value)
-{
-    if (value is { } v && double.IsFinite(v))
-    {
-        w.WriteNumber(name, v);
-    }
-    else
-    {
-        w.WriteNull(name);
-    }
-}
-
-static void WriteJson(Action<Utf8JsonWriter> body)
-{
-    var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-    using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-    {
-        w.WriteStartObject();
-        body(w);
-        w.WriteEndObject();
-    }
-
-    Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan));
+    Console.Out.WriteLine(line);
     Console.Out.Flush();
 }
 

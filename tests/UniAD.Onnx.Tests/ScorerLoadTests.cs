@@ -1,8 +1,8 @@
-using Google.Protobuf;
 using Onnx;
 using UniAD.Core.Backbones;
 using UniAD.Core.Export;
 using UniAD.Core.Tests.Detection;
+using UniAD.Core.Tests.Export;
 
 namespace UniAD.Onnx.Tests;
 
@@ -131,12 +131,5 @@ public sealed class ScorerLoadTests(SyntheticData data) : IClassFixture<Syntheti
         return entry ?? throw new InvalidOperationException($"no metadata key {key}");
     }
 
-    private string Rewrite(string source, string name, Action<ModelProto> change)
-    {
-        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(source));
-        change(model);
-        var path = Path.Combine(root, name);
-        File.WriteAllBytes(path, model.ToByteArray());
-        return path;
-    }
+    private string Rewrite(string source, string name, Action<ModelProto> change) => OnnxParity.Rewrite(source, Path.Combine(root, name), change);
 }
