@@ -80,6 +80,17 @@ public sealed class SamplePublishTests(SyntheticData data, ITestOutputHelper out
         Assert.Equal(images[0], keptLines[1].GetProperty("path").GetString());
         Assert.Equal(2, DotnetCli.Run(root, PackedPackages.ProcessTimeout, "exec", app, model, images[0], "--clas", "x").ExitCode);
         Assert.Equal(1, DotnetCli.Run(root, PackedPackages.ProcessTimeout, "exec", app, images[0], images[0]).ExitCode); // a PNG is not a model
+
+        // Without the native ONNX Runtime (an app that forgot the provider's package), Load names the package to add.
+        foreach (var native in Directory.GetFiles(published, "libonnxruntime.so", SearchOption.AllDirectories))
+        {
+            File.Delete(native);
+        }
+
+        var noNative = DotnetCli.Run(root, PackedPackages.ProcessTimeout, "exec", app, model, images[0]);
+        output.WriteLine(noNative.Describe());
+        Assert.Equal(1, noNative.ExitCode);
+        Assert.Contains("Microsoft.ML.OnnxRuntime", noNative.StandardError, StringComparison.Ordinal);
     }
 
     [Fact]

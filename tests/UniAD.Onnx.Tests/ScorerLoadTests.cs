@@ -112,6 +112,17 @@ public sealed class ScorerLoadTests(SyntheticData data) : IClassFixture<Syntheti
         Assert.Equal(image, scorer.Score(image).Source);
         Assert.Throws<ArgumentException>(() => scorer.ScoreBatch(Array.Empty<UniAD.Core.Data.RgbImage>()));
         Assert.Throws<ArgumentOutOfRangeException>(() => scorer.ScoreStream(new[] { image }, batchSize: 0));
+        // Shared between threads (runs one at a time under the scorer's lock): the same results as one after another.
+        var paths = data.Test.Samples.Select(s => s.ImagePath).ToArray();
+        var sequential = paths.Select(p => scorer.Score(p).Score).ToArray();
+        var concurrent = new double[paths.Length];
+        Parallel.For(0, paths.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => concurrent[i] = scorer.Score(paths[i]).Score);
+        Assert.Equal(sequential, concurrent);
+        using (var quiet = OnnxAnomalyScorer.Load(path, new OnnxScorerOptions { IntraOpThreads = 2, AllowSpinning = false }))
+        {
+            Assert.Equal(sequential[0], quiet.Score(paths[0]).Score);
+        }
+
         scorer.Dispose();
         scorer.Dispose(); // twice is fine
         Assert.Throws<ObjectDisposedException>(() => scorer.Score(image));
