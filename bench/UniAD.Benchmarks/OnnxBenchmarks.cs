@@ -11,13 +11,12 @@ using static TorchSharp.torch;
 /// UniAD.Onnx's <see cref="OnnxAnomalyScorer.ScoreNormalized"/> on the same values (the exported model on ONNX Runtime's
 /// CPU provider), both on the same number of threads. The two are ALTERNATED run by run (A B A B ...), so that a change
 /// of load on the machine hits both alike; per-image medians, their ratio and the load average are printed. ONNX Runtime's
-/// threads do not spin (<see cref="OnnxScorerOptions.AllowSpinning"/> false): spinning, they keep the cores that libtorch's
-/// OpenMP threads wait for at every barrier in the next TorchSharp run (measured: TorchSharp batch 8 at 1,623 ms/image
-/// instead of about 50).
+/// idle threads do not spin (<see cref="OnnxScorerOptions.AllowSpinning"/> false, so that they leave the cores to libtorch's
+/// OpenMP threads in the next TorchSharp run) unless <c>--onnx-spinning</c> is given.
 /// </summary>
 internal static class OnnxBenchmarks
 {
-    public static void Run(int runs, int warmup, int threads)
+    public static void Run(int runs, int warmup, int threads, bool spinning)
     {
         threads = threads > 0 ? threads : 2;
         set_num_threads(threads);
@@ -29,8 +28,8 @@ internal static class OnnxBenchmarks
             var clock = Stopwatch.StartNew();
             detector.ExportOnnx(path);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"export of the paper network: {clock.Elapsed.TotalSeconds:F1} s, {new FileInfo(path).Length / 1048576.0:F1} MiB"));
-            using var scorer = OnnxAnomalyScorer.Load(path, new OnnxScorerOptions { IntraOpThreads = threads, AllowSpinning = false });
-            Console.WriteLine($"torch threads {get_num_threads()}, ONNX Runtime intra-op threads {threads} ({string.Join(", ", OnnxExecutionProviders.Available())}; scoring on {scorer.ExecutionProvider})");
+            using var scorer = OnnxAnomalyScorer.Load(path, new OnnxScorerOptions { IntraOpThreads = threads, AllowSpinning = spinning });
+            Console.WriteLine($"torch threads {get_num_threads()}, ONNX Runtime intra-op threads {threads}, spinning {(spinning ? "on" : "off")} ({string.Join(", ", OnnxExecutionProviders.Available())}; scoring on {scorer.ExecutionProvider})");
             Console.WriteLine($"load average before (1, 5, 15 min): {LoadAverage()}");
 
             foreach (var batch in new[] { 1, 8 })
