@@ -1,8 +1,9 @@
 // UniAD.Core benchmarks: prints timings of the library's hot paths on this machine.
 // Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only GROUP] [options]
-//   groups: reconstruction, backbone, scoring, data, detector, metrics (all of them when --only is absent), real (only with --only real)
+//   groups: reconstruction, backbone, scoring, data, detector, metrics (all of them when --only is absent), real and onnx (only with --only)
 //   reconstruction, backbone, scoring, data, detector: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
 //   any group: [--keep-freed-memory]   (NativeAllocator.KeepFreedMemory() first: glibc reuses freed pages)
+//   onnx: [--runs N] [--warmup N] [--threads N] [--onnx-spinning]   (TorchSharp and ONNX Runtime scoring the paper network, alternated; 2 threads by default)
 //   metrics: [--metric-runs N] [--images N] [--size N] [--seed N]          (each run in its own process)
 //   real: [--data-root DIR] [--classes a,b] [--minutes 30] [--backbone mlnet-resnet18] [--recipe cpu|paper] [--weights FILE]
 //         [--curve-points 6] [--seed 133] [--width 256] [--layers 4]   (one model over the real and synthetic classes for a time budget; see RealBenchmarks)
@@ -32,9 +33,10 @@ var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
     ["data"] = () => DataBenchmarks.Run(runs, warmup),
     ["detector"] = () => DetectorBenchmarks.Run(runs, warmup),
     ["metrics"] = () => MetricsBenchmarks.Run(ArgValue(args, "--metric-runs", 3), images, size, seed),
+    ["onnx"] = () => OnnxBenchmarks.Run(runs, warmup, threads, args.Contains("--onnx-spinning")),
     ["real"] = () => RealBenchmarks.Run(name => ArgText(args, name), (name, fallback) => ArgValue(args, name, fallback)),
 };
-var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real" }; // a training run of many minutes
+var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real", "onnx" }; // a training run of many minutes; an export and a second runtime
 var only = ArgText(args, "--only");
 if (only is not null && !groups.ContainsKey(only))
 {

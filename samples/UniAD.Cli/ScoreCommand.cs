@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Encodings.Web;
-using System.Text.Json;
 using Spectre.Console;
 using UniAD.Core.Data;
 using UniAD.Core.Detection;
@@ -159,25 +157,7 @@ internal static class ScoreCommand
         {
             if (json)
             {
-                Json(w =>
-                {
-                    w.WriteString("path", path);
-                    Number(w, "score", result.Score);
-                    Number(w, "normalized", result.NormalizedScore);
-                    if (result.IsAnomalous is { } anomalous)
-                    {
-                        w.WriteBoolean("anomalous", anomalous);
-                    }
-                    else
-                    {
-                        w.WriteNull("anomalous");
-                    }
-
-                    if (heatmap is not null)
-                    {
-                        w.WriteString("heatmap", heatmap);
-                    }
-                });
+                Line(ScoreJson.Result(path, result, heatmap));
                 return;
             }
 
@@ -197,41 +177,16 @@ internal static class ScoreCommand
         {
             if (json)
             {
-                Json(w =>
-                {
-                    w.WriteString("path", path);
-                    w.WriteString("error", message);
-                });
+                Line(ScoreJson.Failure(path, message));
                 return;
             }
 
             ctx.Fail($"{path}: {message}");
         }
 
-        private static void Number(Utf8JsonWriter w, string name, double? value)
+        private void Line(string line)
         {
-            // JSON has no NaN or infinity: a non-finite score is null.
-            if (value is { } v && double.IsFinite(v))
-            {
-                w.WriteNumber(name, v);
-            }
-            else
-            {
-                w.WriteNull(name);
-            }
-        }
-
-        private void Json(Action<Utf8JsonWriter> body)
-        {
-            using var buffer = new MemoryStream();
-            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = false, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-            {
-                w.WriteStartObject();
-                body(w);
-                w.WriteEndObject();
-            }
-
-            ctx.Output.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+            ctx.Output.WriteLine(line);
             ctx.Output.Flush();
         }
     }

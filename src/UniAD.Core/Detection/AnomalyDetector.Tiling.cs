@@ -84,7 +84,7 @@ public sealed partial class AnomalyDetector
                 calibration = Calibration;
             }
 
-            results.Add(Result(name, score, data, calibration));
+            results.Add(ScoringSteps.Result(name, score, data, calibration));
         }
 
         return results;

@@ -30,8 +30,11 @@ namespace UniAD.Core.Detection;
 /// an <see cref="IOException"/> (files: <see cref="FileNotFoundException"/>, <see cref="ImageFileException"/>)
 /// or an <see cref="ArgumentException"/> (bad options or input), or derives from one; misuse (a used builder,
 /// a disposed detector) is an <see cref="InvalidOperationException"/>.</para>
+/// <para>The scoring entry points (<c>Score</c> of a file, stream, bytes, bitmap or decoded image, <c>ScoreBatch</c>,
+/// <c>ScoreStream</c>, <c>ScoreAsync</c>, <c>ScoreManyAsync</c>) are <see cref="ImageScorer"/>'s, shared with UniAD.Onnx's
+/// scorer, so both read, batch and report alike; the detector adds <see cref="ScoreTensor"/>.</para>
 /// </remarks>
-public sealed partial class AnomalyDetector : IDisposable
+public sealed partial class AnomalyDetector : ImageScorer, IDisposable
 {
     private readonly object gate = new();
     private readonly ILoggerFactory loggerFactory;
@@ -147,132 +150,6 @@ public sealed partial class AnomalyDetector : IDisposable
 
     /// <summary>The preprocessing that turns an image into the network's input.</summary>
     public PreprocessOptions Preprocess => new() { InputSize = Options.InputSize, Mean = Options.PixelMean, Std = Options.PixelStd };
-
-    /// <summary>Scores an image file.</summary>
-    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="ImageFileException">The file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
-    /// <exception cref="InvalidDataException">The model produced a non-finite map (its weights hold NaN or infinity).</exception>
-    /// <exception cref="ArgumentException">The detector has reference maps and <paramref name="className"/> is null or unknown.</exception>
-    /// <param name="imagePath">The image file.</param>
-    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
-    public AnomalyResult Score(string imagePath, string? className = null)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(imagePath);
-        return ScoreImages(new[] { (ImageDecoder.Decode(imagePath, Preprocess.MaxImagePixels), (string?)imagePath) }, className)[0];
-    }
-
-    /// <summary>Scores an encoded image (PNG, JPEG, BMP) read from a stream.</summary>
-    /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
-    /// <param name="stream">The encoded image.</param>
-    /// <param name="name">A name for messages and the result's source.</param>
-    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
-    public AnomalyResult Score(Stream stream, string? name = null, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        using var copy = new MemoryStream();
-        stream.CopyTo(copy);
-        var image = ImageDecoder.Decode(copy.ToArray(), name ?? "stream", Preprocess.MaxImagePixels);
-        return ScoreImages(new[] { (image, name) }, className)[0];
-    }
-
-    /// <summary>Scores a decoded SkiaSharp bitmap (any colour type; alpha is dropped).</summary>
-    /// <param name="bitmap">The image.</param>
-    /// <param name="name">A name for the result's source.</param>
-    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
-    public AnomalyResult Score(SKBitmap bitmap, string? name = null, string? className = null) => Score(ToRgb(bitmap), name, className);
-
-    /// <summary>Scores a decoded RGB image.</summary>
-    /// <param name="image">The image.</param>
-    /// <param name="name">A name for the result's source.</param>
-    /// <param name="className">The image's class: needed when the detector has <see cref="ReferenceMaps"/>, ignored otherwise.</param>
-    public AnomalyResult Score(RgbImage image, string? name = null, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(image);
-        return ScoreImages(new[] { (image, name) }, className)[0];
-    }
-
-    /// <summary>
-    /// Scores decoded images together, in one forward pass (with tiling, their tiles 8 at a time); the results keep the
-    /// input order and equal <see cref="Score(RgbImage, string?, string?)"/> of each image to float precision. For services that
-    /// gather requests into batches (UniAD.Hosting's batching scorer).
-    /// </summary>
-    /// <exception cref="ArgumentException">No image, or the number of names differs from the number of images.</exception>
-    /// <exception cref="InvalidDataException">The model produced a non-finite map (its weights hold NaN or infinity).</exception>
-    /// <param name="images">The decoded images.</param>
-    /// <param name="names">Names for the results' sources, or null.</param>
-    /// <param name="className">The images' class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
-    public IReadOnlyList<AnomalyResult> ScoreBatch(IReadOnlyList<RgbImage> images, IReadOnlyList<string?>? names = null, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        if (images.Count == 0 || (names is not null && names.Count != images.Count))
-        {
-            throw new ArgumentException($"Expected at least one image and as many names; got {images.Count} images and {names?.Count.ToString(CultureInfo.InvariantCulture) ?? "no"} names.", nameof(images));
-        }
-
-        var items = new (RgbImage, string?)[images.Count];
-        for (int i = 0; i < items.Length; i++)
-        {
-            items[i] = (images[i] ?? throw new ArgumentException($"Image {i} is null.", nameof(images)), names?[i]);
-        }
-
-        return ScoreImages(items, className);
-    }
-
-    /// <summary>Scores many image files, <paramref name="batchSize"/> at a time; the results keep the input order.</summary>
-    /// <exception cref="FileNotFoundException">A file does not exist (the first such file in input order, not wrapped).</exception>
-    /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large (the first such file in input order, not wrapped).</exception>
-    /// <param name="imagePaths">The files.</param>
-    /// <param name="batchSize">Images per forward pass.</param>
-    /// <param name="cancellationToken">Cancels between batches.</param>
-    /// <param name="className">The images' class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
-    public IReadOnlyList<AnomalyResult> ScoreBatch(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null) =>
-        ScoreStream(imagePaths, batchSize, cancellationToken, className).ToList();
-
-    /// <summary>
-    /// Scores image files lazily, <paramref name="batchSize"/> at a time, yielding each result as its batch completes.
-    /// Memory stays flat however many images are scored. A file that cannot be read stops the enumeration with its
-    /// own exception (the results of earlier batches have been yielded); to go on past bad files, score each file
-    /// with <see cref="Score(string, string?)"/> and catch <see cref="IOException"/>.
-    /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">The batch size is not positive.</exception>
-    /// <exception cref="FileNotFoundException">A file does not exist.</exception>
-    /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
-    /// <param name="imagePaths">The files.</param>
-    /// <param name="batchSize">Images per forward pass.</param>
-    /// <param name="cancellationToken">Cancels between batches.</param>
-    /// <param name="className">The images' class: needed when the detector has <see cref="ReferenceMaps"/>.</param>
-    public IEnumerable<AnomalyResult> ScoreStream(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null)
-    {
-        ArgumentNullException.ThrowIfNull(imagePaths);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        return Iterate();
-
-        IEnumerable<AnomalyResult> Iterate()
-        {
-            var pending = new List<string>(batchSize);
-            foreach (var path in imagePaths)
-            {
-                pending.Add(path);
-                if (pending.Count == batchSize)
-                {
-                    foreach (var r in ScoreFiles(pending, cancellationToken, className))
-                    {
-                        yield return r;
-                    }
-
-                    pending.Clear();
-                }
-            }
-
-            if (pending.Count > 0)
-            {
-                foreach (var r in ScoreFiles(pending, cancellationToken, className))
-                {
-                    yield return r;
-                }
-            }
-        }
-    }
 
     /// <summary>
     /// Scores normalized images already at the network's input size (B x 3 x H x W); maps stay at that size.
@@ -691,31 +568,12 @@ public sealed partial class AnomalyDetector : IDisposable
         }
     }
 
-    private List<AnomalyResult> ScoreFiles(IReadOnlyList<string> paths, CancellationToken cancellationToken, string? className)
-    {
-        cancellationToken.ThrowIfCancellationRequested();
-        var images = new (RgbImage, string?)[paths.Count];
-        var failures = new Exception?[paths.Count];
-        Parallel.For(0, paths.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
-        {
-            try
-            {
-                images[i] = (ImageDecoder.Decode(paths[i], Preprocess.MaxImagePixels), paths[i]);
-            }
-            catch (Exception ex) when (ex is IOException or ArgumentException)
-            {
-                failures[i] = ex;
-            }
-        });
+    /// <inheritdoc />
+    private protected override long MaxImagePixels => Preprocess.MaxImagePixels;
 
-        // The first failing file in input order, as itself (ImageFileException naming the file), never wrapped.
-        if (failures.FirstOrDefault(f => f is not null) is { } failure)
-        {
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
-        }
-
-        return ScoreImages(images, className);
-    }
+    /// <inheritdoc />
+    private protected override IReadOnlyList<AnomalyResult> ScoreDecoded(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className) =>
+        ScoreImages(images, className);
 
     private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className = null)
     {
@@ -733,15 +591,8 @@ public sealed partial class AnomalyDetector : IDisposable
     }
 
     /// <summary>With reference maps, every image needs a known class (checked before the network runs).</summary>
-    private void RequireClasses(IReadOnlyList<string?> classes)
-    {
-        if (ReferenceMaps is { } references && classes.FirstOrDefault(c => c is null || !references.Classes.ContainsKey(c)) is var missing && classes.Any(c => c is null || !references.Classes.ContainsKey(c)))
-        {
-            throw new ArgumentException(missing is null
-                ? $"This detector normalises maps by per-class reference maps ({string.Join(", ", references.Classes.Keys)}): pass the image's class."
-                : $"No reference map for class '{missing}'; the detector has them for {string.Join(", ", references.Classes.Keys)}.", "className");
-        }
-    }
+    private void RequireClasses(IReadOnlyList<string?> classes) =>
+        ScoringSteps.RequireClasses(ReferenceMaps?.Classes.Keys.ToArray(), classes);
 
     private List<AnomalyResult> Run(Tensor inputs, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, IReadOnlyList<string?> classNames)
     {
@@ -776,7 +627,7 @@ public sealed partial class AnomalyDetector : IDisposable
                 : F.interpolate(map.unsqueeze(0), new long[] { size.Height, size.Width }, mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
             var values = resized.cpu().contiguous().data<float>().ToArray();
             var data = new AnomalyMapData(size.Width, size.Height, values);
-            results.Add(Result(i < names.Count ? names[i] : null, score, data, calibration));
+            results.Add(ScoringSteps.Result(i < names.Count ? names[i] : null, score, data, calibration));
         }
 
         return results;
@@ -791,31 +642,7 @@ public sealed partial class AnomalyDetector : IDisposable
         int bad = Array.IndexOf(ok, false);
         if (bad >= 0)
         {
-            string name = bad < names.Count && names[bad] is { } n ? $"'{n}'" : $"image {bad} of the batch";
-            throw new InvalidDataException($"The model produced an anomaly map with NaN or infinity for {name}: its weights or the input are not finite.");
+            throw ScoringSteps.NonFiniteMap(names, bad);
         }
-    }
-
-    /// <summary>A result with the calibration's normalised score, label and pixel mask (none without calibration).</summary>
-    private static AnomalyResult Result(string? name, double score, AnomalyMapData data, Calibration? calibration) =>
-        new(name,
-            score,
-            calibration?.NormalizeImageScore(score),
-            calibration?.IsAnomalous(score),
-            data,
-            calibration?.EffectivePixelThreshold is { } pt ? data.Threshold(pt) : null);
-
-    private static RgbImage ToRgb(SKBitmap bitmap)
-    {
-        ArgumentNullException.ThrowIfNull(bitmap);
-        using var converted = bitmap.ColorType == SKColorType.Rgba8888 ? null : bitmap.Copy(SKColorType.Rgba8888);
-        var source = converted ?? bitmap;
-        if (source is null)
-        {
-            throw new ArgumentException($"Cannot convert a {bitmap.ColorType} bitmap to RGB.", nameof(bitmap));
-        }
-
-        // RgbImage keeps 4 bytes per pixel (R, G, B, ignored), the layout of an RGBA8888 bitmap.
-        return new RgbImage(bitmap.Width, bitmap.Height, source.GetPixelSpan().ToArray());
     }
 }

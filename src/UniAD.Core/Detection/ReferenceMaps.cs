@@ -39,15 +39,6 @@ public sealed record ReferenceMapOptions
     }
 }
 
-/// <summary>One class's reference: the mean anomaly map of its normal images on a coarse grid.</summary>
-/// <param name="ClassName">The class.</param>
-/// <param name="Height">Grid rows.</param>
-/// <param name="Width">Grid columns.</param>
-/// <param name="Values">Row-major grid values (mean raw map, smoothed).</param>
-/// <param name="Epsilon">Added to the reference before dividing.</param>
-/// <param name="Images">Normal images averaged.</param>
-public sealed record ClassReferenceMap(string ClassName, int Height, int Width, IReadOnlyList<float> Values, double Epsilon, int Images);
-
 /// <summary>
 /// Per-class reference maps (opt-in, <see cref="AnomalyDetector.FitReferenceMaps"/>): for aligned parts, the
 /// reconstruction error of normal images has a fixed layout (bright edges, specular bands) that can outweigh a

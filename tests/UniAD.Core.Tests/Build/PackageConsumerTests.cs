@@ -14,121 +14,12 @@ public sealed class DotnetBuildCollection
     public const string Name = "dotnet builds";
 }
 
-/// <summary>Packs src/UniAD.Core once, at a throw-away version, into a temporary folder.</summary>
-public sealed class PackedUniADCore : IDisposable
+/// <summary>Packs src/UniAD.Core (and UniAD.Core.Primitives, its TorchSharp-free base) once, at a throw-away version, into a temporary folder.</summary>
+public sealed class PackedUniADCore : PackedPackages
 {
-    public static readonly TimeSpan ProcessTimeout = TimeSpan.FromMinutes(10);
-
     public PackedUniADCore()
+        : base(new[] { "UniAD.Core.Primitives", "UniAD.Core" }, "UniAD.Core")
     {
-        RepositoryRoot = FindRepositoryRoot();
-        Version = "0.0.0-consumertest." + Guid.NewGuid().ToString("N")[..12];
-        WorkDirectory = Path.Combine(Path.GetTempPath(), "uniad-consumertest-" + Guid.NewGuid().ToString("N"));
-        PackageDirectory = Path.Combine(WorkDirectory, "feed");
-        ConsumerDirectory = Path.Combine(WorkDirectory, "consumer");
-        Directory.CreateDirectory(PackageDirectory);
-        TorchSharpVersion = XDocument.Load(Path.Combine(RepositoryRoot, "Directory.Packages.props"))
-            .Descendants("TorchSharpVersion").Single().Value;
-
-        // --artifacts-path keeps this build's bin/obj out of the repository, so packing never races
-        // with (or rewrites) the outputs the running tests were loaded from. UniAD.Core depends on
-        // UniAD.Core.Primitives (its TorchSharp-free base): both are packed at the same version.
-        foreach (var project in new[] { "UniAD.Core.Primitives", "UniAD.Core" })
-        {
-            PackResult = DotnetCli.Run(
-                RepositoryRoot,
-                ProcessTimeout,
-                "pack", Path.Combine(RepositoryRoot, "src", project, project + ".csproj"),
-                "-c", "Release",
-                "-o", PackageDirectory,
-                "--artifacts-path", Path.Combine(WorkDirectory, "artifacts"),
-                $"-p:PackageVersion={Version}",
-                $"-p:UniADRepositoryUrl={RepositoryUrl}",
-                "-p:ContinuousIntegrationBuild=true",
-                "--disable-build-servers",
-                "-nodeReuse:false");
-            if (PackResult.ExitCode != 0)
-            {
-                Dispose();
-                throw new InvalidOperationException($"dotnet pack {project} failed:" + Environment.NewLine + PackResult.Describe());
-            }
-        }
-
-        PackagePath = Path.Combine(PackageDirectory, $"UniAD.Core.{Version}.nupkg");
-        if (!File.Exists(PackagePath))
-        {
-            string[] found = Directory.GetFiles(PackageDirectory);
-            Dispose();
-            throw new InvalidOperationException($"dotnet pack did not write {PackagePath} (found: {string.Join(", ", found)}).{Environment.NewLine}{PackResult.Describe()}");
-        }
-    }
-
-    /// <summary>The repository URL the pack is given (a file URL: no host name is written into the repository).</summary>
-    public const string RepositoryUrl = "file:///uniad-core-repository";
-
-    public string RepositoryRoot { get; }
-
-    public string SymbolsPath => Path.ChangeExtension(PackagePath, ".snupkg");
-
-    public string Version { get; }
-
-    public string TorchSharpVersion { get; }
-
-    public string WorkDirectory { get; }
-
-    public string PackageDirectory { get; }
-
-    public string ConsumerDirectory { get; }
-
-    public string PackagePath { get; } = "";
-
-    internal ProcessResult PackResult { get; } = null!;
-
-    public static string GlobalPackagesFolder =>
-        Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } folder
-            ? folder
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
-
-    public void Dispose()
-    {
-        if (Directory.Exists(WorkDirectory))
-        {
-            Directory.Delete(WorkDirectory, recursive: true);
-        }
-
-        // The consumer's restore extracted this throw-away version into the global packages folder.
-        foreach (var id in new[] { "uniad.core", "uniad.core.primitives" })
-        {
-            RemoveExtracted(id);
-        }
-    }
-
-    private void RemoveExtracted(string id)
-    {
-        string packageFolder = Path.Combine(GlobalPackagesFolder, id);
-        string versionFolder = Path.Combine(packageFolder, Version.ToLowerInvariant());
-        if (Directory.Exists(versionFolder))
-        {
-            Directory.Delete(versionFolder, recursive: true);
-        }
-
-        if (Directory.Exists(packageFolder) && !Directory.EnumerateFileSystemEntries(packageFolder).Any())
-        {
-            Directory.Delete(packageFolder);
-        }
-    }
-
-    private static string FindRepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "UniAD.Core.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"No folder above {AppContext.BaseDirectory} holds UniAD.Core.sln.");
     }
 }
 
@@ -174,39 +65,10 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
 
         // The shipped helper is the repository's file, byte for byte.
         string helper = Path.Combine(_package.RepositoryRoot, "src", "UniAD.Core", "buildTransitive", "GlibcxxWeakener.cs");
-        Assert.Equal(File.ReadAllBytes(helper), ReadEntry(zip, "buildTransitive/GlibcxxWeakener.cs"));
+        Assert.Equal(File.ReadAllBytes(helper), PackedPackages.ReadEntry(zip, "buildTransitive/GlibcxxWeakener.cs"));
 
-        var nuspecEntry = Assert.Single(zip.Entries, e => !e.FullName.Contains('/', StringComparison.Ordinal) && e.FullName.EndsWith(".nuspec", StringComparison.Ordinal));
-        XDocument nuspec;
-        using (var stream = nuspecEntry.Open())
-        {
-            nuspec = XDocument.Load(stream);
-        }
-
-        Assert.Equal(_package.Version, nuspec.Descendants().Single(e => e.Name.LocalName == "version").Value);
-        string Meta(string name) => nuspec.Descendants().SingleOrDefault(e => e.Name.LocalName == name)?.Value ?? "";
-        Assert.Equal("MIT", Meta("license"));
-        Assert.Equal("icon.png", Meta("icon"));
-        Assert.Equal("README.md", Meta("readme"));
-        Assert.Equal(PackedUniADCore.RepositoryUrl, Meta("projectUrl"));
-        var repository = nuspec.Descendants().Single(e => e.Name.LocalName == "repository");
-        Assert.Equal(PackedUniADCore.RepositoryUrl, (string?)repository.Attribute("url"));
-        Assert.Equal("git", (string?)repository.Attribute("type"));
-        Assert.Matches("^[0-9a-f]{40}$", (string?)repository.Attribute("commit") ?? "");
-
-        // The package's own README: no link that only resolves inside the repository.
-        var readme = System.Text.Encoding.UTF8.GetString(ReadEntry(zip, "README.md"));
-        Assert.Contains("UniAD.Core", readme, StringComparison.Ordinal);
-        Assert.DoesNotMatch(@"\]\((?!https?:|#)[^)]+\)", readme);
-        Assert.Equal(File.ReadAllBytes(Path.Combine(_package.RepositoryRoot, "src", "Package", "icon.png")), ReadEntry(zip, "icon.png"));
-
-        // Symbols: a .snupkg with the portable PDBs beside the package.
-        Assert.True(File.Exists(_package.SymbolsPath), $"no symbols package {_package.SymbolsPath}");
-        using (var symbols = ZipFile.OpenRead(_package.SymbolsPath))
-        {
-            Assert.Contains(symbols.Entries, e => e.FullName == "lib/net10.0/UniAD.Core.pdb");
-            Assert.Contains(symbols.Entries, e => e.FullName == "lib/net8.0/UniAD.Core.pdb");
-        }
+        _package.AssertSharedMetadata(zip, _package.PackagePath, "UniAD.Core");
+        var nuspec = PackedPackages.Nuspec(zip);
         var groups = nuspec.Descendants().Where(e => e.Name.LocalName == "group").ToList();
         Assert.Equal(
             new[] { "net10.0", "net8.0" },
@@ -392,14 +254,5 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
         File.WriteAllText(Path.Combine(consumer, "Directory.Build.props"), "<Project />\n");
         File.WriteAllText(Path.Combine(consumer, "Directory.Build.targets"), "<Project />\n");
         File.WriteAllText(Path.Combine(consumer, "Directory.Packages.props"), "<Project />\n");
-    }
-
-    private static byte[] ReadEntry(ZipArchive zip, string name)
-    {
-        var entry = zip.GetEntry(name) ?? throw new InvalidOperationException($"{name} is not in the package.");
-        using var stream = entry.Open();
-        using var copy = new MemoryStream();
-        stream.CopyTo(copy);
-        return copy.ToArray();
     }
 }

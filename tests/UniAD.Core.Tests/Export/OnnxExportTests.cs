@@ -322,14 +322,7 @@ public sealed class OnnxExportTests(SyntheticData data, ITestOutputHelper output
 
     public void Dispose() => Directory.Delete(root, recursive: true);
 
-    private string Rewrite(string source, string name, Action<ModelProto> change)
-    {
-        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(source));
-        change(model);
-        var path = Path.Combine(root, name);
-        File.WriteAllBytes(path, model.ToByteArray());
-        return path;
-    }
+    private string Rewrite(string source, string name, Action<ModelProto> change) => OnnxParity.Rewrite(source, Path.Combine(root, name), change);
 
     private static string[] Dims(ValueInfoProto value) =>
         value.Type.TensorType.Shape.Dim.Select(d => d.DimParam.Length > 0 ? d.DimParam : d.DimValue.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();

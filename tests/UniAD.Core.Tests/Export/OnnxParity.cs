@@ -1,4 +1,6 @@
+using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
+using Onnx;
 using TorchSharp.Modules;
 using UniAD.Core.Detection;
 using static TorchSharp.torch;
@@ -108,6 +110,15 @@ public static class OnnxParity
         model.Backbone.InvalidateFusedWeights();
         return 0;
     });
+
+    /// <summary>A copy of the ONNX file <paramref name="source"/> at <paramref name="target"/>, changed by <paramref name="change"/> (for files a test breaks on purpose).</summary>
+    public static string Rewrite(string source, string target, Action<ModelProto> change)
+    {
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(source));
+        change(model);
+        File.WriteAllBytes(target, model.ToByteArray());
+        return target;
+    }
 
     /// <summary>Normalised random images: N(0, 1) per value, like a normalised photograph's range.</summary>
     public static Tensor RandomImages(int batch, int height, int width, long seed)
