@@ -70,6 +70,7 @@ public static class Cli
             ScoreCommand.Create(ctx),
             CalibrateCommand.Create(ctx),
             ImportCommand.Create(ctx),
+            ExportCommand.Create(ctx),
         };
         root.HelpName = "uniad"; // also when run in-process or through 'dotnet uniad.dll'
         var epilogs = new Dictionary<string, string>(StringComparer.Ordinal)
