@@ -1,3 +1,4 @@
+using UniAD.Core.TorchSupport;
 using TorchSharp;
 using TorchSharp.Modules;
 using UniAD.Core.Attention;

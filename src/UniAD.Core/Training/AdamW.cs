@@ -1,3 +1,4 @@
+using UniAD.Core.TorchSupport;
 using System.Globalization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using UniAD.Core.TorchSupport;
 using TorchSharp;
 using UniAD.Core.Attention;
 using static TorchSharp.torch;

@@ -1,8 +1,9 @@
+using UniAD.Core.TorchSupport;
 using UniAD.Core.Backbones;
 using UniAD.Core.Tests.Detection;
 using static TorchSharp.torch;
 
-namespace UniAD.Core.Tests;
+namespace UniAD.Core.Tests.TorchSupport;
 
 /// <summary>
 /// TorchSharp frees the native scalars of expressions such as <c>a + b</c> in their finalizers, which can run

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 using F = TorchSharp.torch.nn.functional;
 
-namespace UniAD.Core;
+namespace UniAD.Core.TorchSupport;
 
 /// <summary>
 /// A seeded source of dropout masks. On the CPU, libtorch draws one random number per element on a

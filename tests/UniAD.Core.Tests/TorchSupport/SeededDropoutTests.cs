@@ -1,6 +1,7 @@
+using UniAD.Core.TorchSupport;
 using static TorchSharp.torch;
 
-namespace UniAD.Core.Tests;
+namespace UniAD.Core.Tests.TorchSupport;
 
 public sealed class SeededDropoutTests
 {

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace UniAD.Core;
+namespace UniAD.Core.TorchSupport;
 
 /// <summary>
 /// Tensor arithmetic that never hands libtorch a <see cref="Scalar"/> the garbage collector may free.

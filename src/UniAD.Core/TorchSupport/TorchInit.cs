@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace UniAD.Core;
+namespace UniAD.Core.TorchSupport;
 
 /// <summary>Seeded parameter initialisers (TorchSharp's xavier_uniform_ takes no generator).</summary>
 internal static class TorchInit
