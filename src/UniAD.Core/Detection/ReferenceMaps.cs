@@ -116,13 +116,8 @@ public sealed class ReferenceMaps
 
     private Tensor Reference(string? className, long height, long width, Device device)
     {
-        if (className is null || !classes.TryGetValue(className, out var r))
-        {
-            throw new ArgumentException(className is null
-                ? $"This detector normalises maps by per-class reference maps ({string.Join(", ", classes.Keys)}): pass the image's class."
-                : $"No reference map for class '{className}'; the detector has them for {string.Join(", ", classes.Keys)}.");
-        }
-
+        ScoringSteps.RequireClasses(classes.Keys, new[] { className }); // the scorers' own check and messages
+        var r = classes[className!];
         var cpu = resized.GetOrAdd((r.ClassName, height, width), key =>
         {
             using var grid = tensor(r.Values.ToArray(), new long[] { 1, 1, r.Height, r.Width });
