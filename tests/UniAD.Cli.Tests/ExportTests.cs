@@ -30,6 +30,26 @@ public sealed class ExportTests(CliFixture fixture)
     }
 
     [Fact]
+    public void Export_with_quantize_int8_writes_the_int8_model_of_the_library_and_refuses_other_spellings()
+    {
+        var folder = fixture.NewFolder("export-int8");
+        var output = Path.Combine(folder, "int8.onnx");
+        var run = CliRunner.Run("export", "--model", fixture.CalibratedModel, "--out", output, "--quantize", "int8");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("int8 reconstruction", run.Output, StringComparison.Ordinal);
+        var direct = Path.Combine(folder, "direct.onnx");
+        using (var detector = AnomalyDetector.Load(fixture.CalibratedModel))
+        {
+            detector.ExportOnnx(direct, new OnnxExportOptions { Quantization = OnnxQuantization.DynamicInt8 });
+        }
+
+        Assert.Equal(File.ReadAllBytes(direct), File.ReadAllBytes(output));
+        var wrong = CliRunner.Run("export", "--model", fixture.CalibratedModel, "--out", Path.Combine(folder, "x.onnx"), "--quantize", "int4");
+        Assert.True(wrong.ExitCode == 2, wrong.ToString());
+        Assert.Contains("int4", wrong.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Export_refuses_missing_inputs_and_output_folders()
     {
         var missing = CliRunner.Run("export", "--model", Path.Combine(fixture.Root, "no-such-model.safetensors"), "--out", Path.Combine(fixture.Root, "x.onnx"));

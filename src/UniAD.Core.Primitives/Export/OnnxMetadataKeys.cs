@@ -77,6 +77,9 @@ public static class OnnxMetadataKeys
     /// <summary>The complete <c>DetectorOptions</c> (UniAD.Core), JSON.</summary>
     public const string DetectorOptions = "uniad.detector_options";
 
+    /// <summary>How the reconstruction's linear layers are stored: "none" (float32) or "dynamic-int8" (ONNX Runtime's DynamicQuantizeMatMul; the export option <c>OnnxQuantization.DynamicInt8</c>).</summary>
+    public const string Quantization = "uniad.quantization";
+
     /// <summary>The prefix every key of the format has; the exporter's <c>OnnxExportOptions.Metadata</c> keys may not use it.</summary>
     public const string Prefix = "uniad.";
 }

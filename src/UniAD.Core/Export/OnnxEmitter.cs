@@ -39,10 +39,11 @@ internal sealed class OnnxEmitContext
     private readonly Dictionary<Type, IOnnxEmitter> emitters;
 
     /// <summary>Creates a context over <paramref name="graph"/> with the given emitters.</summary>
-    public OnnxEmitContext(OnnxGraph graph, IEnumerable<IOnnxEmitter> emitters, GridSize inputSize)
+    public OnnxEmitContext(OnnxGraph graph, IEnumerable<IOnnxEmitter> emitters, GridSize inputSize, OnnxQuantization quantization = OnnxQuantization.None)
     {
         Graph = graph;
         InputSize = inputSize;
+        Quantization = quantization;
         this.emitters = emitters.ToDictionary(e => e.ModuleType);
     }
 
@@ -51,6 +52,25 @@ internal sealed class OnnxEmitContext
 
     /// <summary>The fixed input size of the exported model.</summary>
     public GridSize InputSize { get; }
+
+    /// <summary>How the reconstruction's linear layers are written (<see cref="Linear"/>).</summary>
+    public OnnxQuantization Quantization { get; }
+
+    /// <summary>
+    /// x·W + b for a reconstruction layer (<paramref name="weightT"/>: in x out, the transposed PyTorch weight): float32
+    /// MatMul and Add, or with <see cref="OnnxQuantization.DynamicInt8"/> one <c>DynamicQuantizeMatMul</c> with int8 weights.
+    /// </summary>
+    public string Linear(string scope, string x, Tensor weightT, Tensor? bias)
+    {
+        var g = Graph;
+        if (Quantization == OnnxQuantization.DynamicInt8)
+        {
+            return g.DynamicQuantizeMatMul(scope, x, weightT, bias);
+        }
+
+        var y = g.MatMul(scope, x, g.Initializer($"{scope}.weight_t", weightT));
+        return bias is null ? y : g.Add(scope, y, g.Initializer($"{scope}.bias", bias));
+    }
 
     /// <summary>
     /// The options of the reconstruction network being emitted (set by its emitter for its layers, whose

@@ -60,7 +60,7 @@ public static partial class OnnxExport
         var references = detector.ReferenceMaps;
         bool referencesInGraph = references is not null && detectorOptions.Tiling is null;
         var graph = new OnnxGraph("uniad");
-        var context = new OnnxEmitContext(graph, OnnxEmitters.All(), size);
+        var context = new OnnxEmitContext(graph, OnnxEmitters.All(), size, options.Quantization);
         using (var scope = NewDisposeScope())
         using (var noGrad = no_grad())
         {
@@ -95,6 +95,10 @@ public static partial class OnnxExport
             Graph = graph.Proto,
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = string.Empty, Version = Opset });
+        if (graph.UsesDomain(OnnxGraph.MicrosoftDomain))
+        {
+            proto.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxGraph.MicrosoftDomain, Version = 1 });
+        }
         foreach (var (key, value) in DescribeMetadata(detectorOptions, detector.Calibration, detector.EpochsTrained, options, references, referencesInGraph))
         {
             proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
@@ -120,6 +124,7 @@ public static partial class OnnxExport
         Add(OnnxMetadataKeys.BackboneLayers, JsonSerializer.Serialize(options.BackboneLayers, Json));
         Add(OnnxMetadataKeys.ImageScore, options.ScoreKind.ToString());
         Add(OnnxMetadataKeys.ScorePoolSize, options.ScorePoolSize.ToString(CultureInfo.InvariantCulture));
+        Add(OnnxMetadataKeys.Quantization, export.Quantization == OnnxQuantization.DynamicInt8 ? "dynamic-int8" : "none");
         if (options.Tiling is { } tiling)
         {
             Add(OnnxMetadataKeys.Tiling, JsonSerializer.Serialize(tiling, Json));

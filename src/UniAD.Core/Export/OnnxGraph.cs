@@ -213,6 +213,66 @@ internal sealed class OnnxGraph
     /// <summary>a + b (broadcasting).</summary>
     public string Add(string scope, string a, string b) => Binary(scope, "Add", a, b);
 
+    /// <summary>The operator domain of ONNX Runtime's contrib operators (<see cref="DynamicQuantizeMatMul"/>).</summary>
+    public const string MicrosoftDomain = "com.microsoft";
+
+    /// <summary>The largest magnitude of the int8 weights of <see cref="DynamicQuantizeMatMul"/>: 7 bits, so that two u8 x s8 products summed in 16 bits (AVX2's vpmaddubsw) never saturate.</summary>
+    public const int QuantizedWeightLimit = 63;
+
+    /// <summary>
+    /// x·W + b as ONNX Runtime's <c>com.microsoft.DynamicQuantizeMatMul</c>: <paramref name="weight"/> (in x out, float)
+    /// stored as int8 with one symmetric scale per output column (max |w| / <see cref="QuantizedWeightLimit"/>, zero point 0),
+    /// <paramref name="x"/> quantized to uint8 per tensor by the runtime.
+    /// </summary>
+    public string DynamicQuantizeMatMul(string scope, string x, Tensor weight, Tensor? bias)
+    {
+        var w = Values(weight);
+        long rows = weight.shape[0], cols = weight.shape[1];
+        var scales = new float[cols];
+        for (long i = 0; i < rows; i++)
+        {
+            for (long j = 0; j < cols; j++)
+            {
+                scales[j] = Math.Max(scales[j], Math.Abs(w[(i * cols) + j]));
+            }
+        }
+
+        for (long j = 0; j < cols; j++)
+        {
+            scales[j] = scales[j] > 0 ? scales[j] / QuantizedWeightLimit : 1f;
+        }
+
+        var q = new byte[w.LongLength];
+        for (long i = 0; i < rows; i++)
+        {
+            for (long j = 0; j < cols; j++)
+            {
+                q[(i * cols) + j] = unchecked((byte)(sbyte)Math.Clamp(Math.Round(w[(i * cols) + j] / scales[j], MidpointRounding.ToEven), -QuantizedWeightLimit, QuantizedWeightLimit));
+            }
+        }
+
+        var inputs = new List<string>
+        {
+            x,
+            AddInitializer($"{scope}.weight_int8", TensorProto.Types.DataType.Int8, new[] { rows, cols }, q),
+            Initializer($"{scope}.weight_scale", scales, new[] { cols }),
+            AddInitializer($"{scope}.weight_zero_point", TensorProto.Types.DataType.Int8, new[] { cols }, new byte[cols]),
+        };
+        if (bias is not null)
+        {
+            inputs.Add(Initializer($"{scope}.bias", bias));
+        }
+
+        var shape = (long[])Shape(x).Clone();
+        shape[^1] = cols;
+        var output = Op(scope, "DynamicQuantizeMatMul", inputs.ToArray(), shape);
+        graph.Node[^1].Domain = MicrosoftDomain;
+        return output;
+    }
+
+    /// <summary>Whether a node of the graph uses <paramref name="domain"/> (its opset must then be imported).</summary>
+    public bool UsesDomain(string domain) => graph.Node.Any(n => n.Domain == domain);
+
     /// <summary>a − b (broadcasting).</summary>
     public string Sub(string scope, string a, string b) => Binary(scope, "Sub", a, b);
 

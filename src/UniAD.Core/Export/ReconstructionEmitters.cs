@@ -230,9 +230,7 @@ internal sealed class MultiheadAttentionEmitter : OnnxEmitter<MultiheadAttention
         string Project(int part, string x, string name)
         {
             using var s = NewDisposeScope();
-            var w = g.Initializer($"{scope}.{name}_proj.weight_t", weight.narrow(0, part * e, e).t());
-            var b = g.Initializer($"{scope}.{name}_proj.bias", bias.narrow(0, part * e, e));
-            return g.Add(scope, g.MatMul(scope, x, w), b);
+            return context.Linear($"{scope}.{name}_proj", x, weight.narrow(0, part * e, e).t(), bias.narrow(0, part * e, e));
         }
 
         long l = g.Shape(inputs[0])[0], sLen = g.Shape(inputs[1])[0];
@@ -257,10 +255,8 @@ internal sealed class LinearEmitter : OnnxEmitter<Linear>
     /// <inheritdoc />
     protected override IReadOnlyList<string> Emit(OnnxEmitContext context, Linear module, string scope, IReadOnlyList<string> inputs)
     {
-        var g = context.Graph;
         using var s = NewDisposeScope();
-        var y = g.MatMul(scope, inputs[0], g.Initializer($"{scope}.weight_t", module.weight!.t()));
-        return new[] { module.bias is { } b ? g.Add(scope, y, g.Initializer($"{scope}.bias", b)) : y };
+        return new[] { context.Linear(scope, inputs[0], module.weight!.t(), module.bias) };
     }
 }
 
