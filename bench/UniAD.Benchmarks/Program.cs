@@ -1,9 +1,12 @@
 // UniAD.Core benchmarks: prints timings of the library's hot paths on this machine.
 // Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only GROUP] [options]
-//   groups: reconstruction, backbone, scoring, data, detector, metrics (all of them when --only is absent), real and onnx (only with --only)
+//   groups: reconstruction, backbone, scoring, stages, data, detector, metrics (all of them when --only is absent), real, onnx, compare and quantization (only with --only)
 //   reconstruction, backbone, scoring, data, detector: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
 //   any group: [--keep-freed-memory]   (NativeAllocator.KeepFreedMemory() first: glibc reuses freed pages)
 //   onnx: [--runs N] [--warmup N] [--threads N] [--onnx-spinning]   (TorchSharp and ONNX Runtime scoring the paper network, alternated; 2 threads by default)
+//   stages: [--runs N] [--warmup N] [--threads N]   (where the time goes: scoring per stage, a training step per phase, batch 8)
+//   compare: --other "COMMAND" [--rounds 5] [--runtime torchsharp|onnxruntime|onnxruntime-int8] [--runs N] [--warmup N] [--threads N]   (the library and another implementation alternated in one run)
+//   quantization: --model FILE [--data-root DIR] [--threads N]   (a saved detector on TorchSharp, ONNX Runtime float32 and int8: AUROC on real test images)
 //   metrics: [--metric-runs N] [--images N] [--size N] [--seed N]          (each run in its own process)
 //   real: [--data-root DIR] [--classes a,b] [--minutes 30] [--backbone mlnet-resnet18] [--recipe cpu|paper] [--weights FILE]
 //         [--curve-points 6] [--seed 133] [--width 256] [--layers 4]   (one model over the real and synthetic classes for a time budget; see RealBenchmarks)
@@ -34,9 +37,12 @@ var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
     ["detector"] = () => DetectorBenchmarks.Run(runs, warmup),
     ["metrics"] = () => MetricsBenchmarks.Run(ArgValue(args, "--metric-runs", 3), images, size, seed),
     ["onnx"] = () => OnnxBenchmarks.Run(runs, warmup, threads, args.Contains("--onnx-spinning")),
+    ["stages"] = () => StageBenchmarks.Run(runs, warmup),
+    ["compare"] = () => CompareBenchmarks.Run(ArgText(args, "--other"), ArgValue(args, "--rounds", 5), runs, warmup, name => ArgText(args, name)),
+    ["quantization"] = () => QuantizationBenchmarks.Run(name => ArgText(args, name), threads),
     ["real"] = () => RealBenchmarks.Run(name => ArgText(args, name), (name, fallback) => ArgValue(args, name, fallback)),
 };
-var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real", "onnx" }; // a training run of many minutes; an export and a second runtime
+var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real", "onnx", "compare", "quantization" }; // a training run of many minutes; an export and a second runtime; another implementation's command; a saved model
 var only = ArgText(args, "--only");
 if (only is not null && !groups.ContainsKey(only))
 {
