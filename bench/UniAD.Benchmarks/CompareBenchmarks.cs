@@ -159,9 +159,7 @@ internal sealed class PaperPipeline : IDisposable
     public PaperPipeline(string runtime, int threads)
     {
         Runtime = runtime;
-        var backbone = UniAD.Core.Backbones.EfficientNetFeatureExtractor.FromLayers("efficientnet-b4", new[] { 1, 2, 3, 4 });
-        var neck = new UniAD.Core.Backbones.MfcnNeck(backbone.Channels, backbone.Strides, outputStride: 16);
-        model = new UniAD.Core.Models.UniADModel(backbone, neck, new UniAD.Core.Reconstruction.UniADReconstruction(new UniAD.Core.Reconstruction.ReconstructionOptions()));
+        model = ScoringBenchmarks.PaperModel();
         model.eval();
         images8 = randn(new long[] { Batch, 3, 224, 224 }, generator: new TorchSharp.torch.Generator(3));
         images1 = images8.narrow(0, 0, 1).contiguous();

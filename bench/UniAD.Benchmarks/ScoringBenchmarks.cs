@@ -12,11 +12,17 @@ using static TorchSharp.torch;
 /// </summary>
 internal static class ScoringBenchmarks
 {
-    public static void Run(int runs, int warmup)
+    /// <summary>The paper's pipeline with random weights: EfficientNet-B4 layers 1..4, MFCN at stride 16, the default reconstruction.</summary>
+    public static UniADModel PaperModel()
     {
         var backbone = EfficientNetFeatureExtractor.FromLayers("efficientnet-b4", new[] { 1, 2, 3, 4 });
         var neck = new MfcnNeck(backbone.Channels, backbone.Strides, outputStride: 16);
-        using var model = new UniADModel(backbone, neck, new UniADReconstruction(new ReconstructionOptions()));
+        return new UniADModel(backbone, neck, new UniADReconstruction(new ReconstructionOptions()));
+    }
+
+    public static void Run(int runs, int warmup)
+    {
+        using var model = PaperModel();
         model.eval();
         foreach (var batch in new[] { 1, 8 })
         {

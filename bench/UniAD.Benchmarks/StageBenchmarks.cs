@@ -26,9 +26,7 @@ internal static class StageBenchmarks
         {
             SyntheticDefects.Generate(root, new SyntheticDatasetOptions { ImageSize = 256, TrainPerClass = 2, TestGoodPerClass = 2, TestPerDefect = 1, Seed = 5 });
             var files = MvtecAd.Open(root, DatasetSplit.Test).Samples.Select(s => s.ImagePath).Take(Batch).ToList();
-            var backbone = EfficientNetFeatureExtractor.FromLayers("efficientnet-b4", new[] { 1, 2, 3, 4 });
-            var neck = new MfcnNeck(backbone.Channels, backbone.Strides, outputStride: 16);
-            using var model = new UniADModel(backbone, neck, new UniADReconstruction(new ReconstructionOptions()));
+            using var model = ScoringBenchmarks.PaperModel();
             model.eval();
             Scoring(model, files, runs, warmup);
             Console.WriteLine();

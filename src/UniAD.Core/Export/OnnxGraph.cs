@@ -265,9 +265,7 @@ internal sealed class OnnxGraph
 
         var shape = (long[])Shape(x).Clone();
         shape[^1] = cols;
-        var output = Op(scope, "DynamicQuantizeMatMul", inputs.ToArray(), shape);
-        graph.Node[^1].Domain = MicrosoftDomain;
-        return output;
+        return OpIn(MicrosoftDomain, scope, "DynamicQuantizeMatMul", inputs.ToArray(), shape);
     }
 
     /// <summary>Whether a node of the graph uses <paramref name="domain"/> (its opset must then be imported).</summary>
@@ -373,10 +371,15 @@ internal sealed class OnnxGraph
         : a == Batch || b == Batch ? Batch
         : throw new InvalidOperationException($"ONNX export: dimensions {a} and {b} do not broadcast.");
 
-    private string Op(string scope, string op, string[] inputs, long[] shape, params AttributeProto[] attributes)
+    private string Op(string scope, string op, string[] inputs, long[] shape, params AttributeProto[] attributes) =>
+        OpIn(string.Empty, scope, op, inputs, shape, attributes);
+
+    /// <summary>A node of operator <paramref name="op"/> in <paramref name="domain"/> ("" for the standard ONNX operators).</summary>
+    private string OpIn(string domain, string scope, string op, string[] inputs, long[] shape, params AttributeProto[] attributes)
     {
         var output = Unique($"{scope}/{op}");
         var node = NewNode(op, output, inputs, new[] { output });
+        node.Domain = domain;
         node.Attribute.Add(attributes);
         graph.Node.Add(node);
         shapes[output] = shape;
