@@ -72,6 +72,9 @@ public sealed record OnnxScoringInfo
     /// <summary>The detector's complete configuration (UniAD.Core's <c>DetectorOptions</c>) as the JSON object the file holds.</summary>
     public required string DetectorOptionsJson { get; init; }
 
+    /// <summary>How the reconstruction's linear layers are stored (<see cref="OnnxMetadataKeys.Quantization"/>; <see cref="OnnxQuantization.None"/> when a file predates the key).</summary>
+    public OnnxQuantization Quantization { get; init; }
+
     /// <summary>Every metadata entry of the file, the caller's own included.</summary>
     public required IReadOnlyDictionary<string, string> Metadata { get; init; }
 
@@ -178,6 +181,12 @@ public sealed record OnnxScoringInfo
             }
         }
 
+        var quantization = OnnxQuantization.None;
+        if (metadata.TryGetValue(OnnxMetadataKeys.Quantization, out var quantizationText) && !OnnxQuantizationNames.TryParse(quantizationText, out quantization))
+        {
+            throw new InvalidDataException($"'{source}': metadata '{OnnxMetadataKeys.Quantization}' = '{quantizationText}' is not a quantization ({string.Join(", ", Enum.GetValues<OnnxQuantization>().Select(OnnxQuantizationNames.Of))}).");
+        }
+
         var info = new OnnxScoringInfo
         {
             FormatVersion = version,
@@ -199,6 +208,7 @@ public sealed record OnnxScoringInfo
             ReferenceMapsInGraph = referencesInGraph,
             EpochsTrained = reader.Integer(OnnxMetadataKeys.EpochsTrained),
             DetectorOptionsJson = optionsJson,
+            Quantization = quantization,
             Metadata = new Dictionary<string, string>(metadata, StringComparer.Ordinal),
         };
 

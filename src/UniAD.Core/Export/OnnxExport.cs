@@ -124,7 +124,7 @@ public static partial class OnnxExport
         Add(OnnxMetadataKeys.BackboneLayers, JsonSerializer.Serialize(options.BackboneLayers, Json));
         Add(OnnxMetadataKeys.ImageScore, options.ScoreKind.ToString());
         Add(OnnxMetadataKeys.ScorePoolSize, options.ScorePoolSize.ToString(CultureInfo.InvariantCulture));
-        Add(OnnxMetadataKeys.Quantization, export.Quantization == OnnxQuantization.DynamicInt8 ? "dynamic-int8" : "none");
+        Add(OnnxMetadataKeys.Quantization, OnnxQuantizationNames.Of(export.Quantization));
         if (options.Tiling is { } tiling)
         {
             Add(OnnxMetadataKeys.Tiling, JsonSerializer.Serialize(tiling, Json));

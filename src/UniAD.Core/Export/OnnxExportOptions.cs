@@ -1,22 +1,5 @@
 namespace UniAD.Core.Export;
 
-/// <summary>How <see cref="OnnxExport.ExportOnnx"/> writes the reconstruction's linear layers.</summary>
-public enum OnnxQuantization
-{
-    /// <summary>float32 <c>MatMul</c> and <c>Add</c>: the standard operators, any ONNX runtime, maps within about 3e-5 of TorchSharp's (the default).</summary>
-    None,
-
-    /// <summary>
-    /// Opt-in, ONNX Runtime only: every linear layer of the reconstruction (input and output projections, the attention
-    /// projections, the feed-forward layers) becomes ONNX Runtime's <c>com.microsoft.DynamicQuantizeMatMul</c>: the weights
-    /// stored as int8 with one symmetric scale per output column in a 7-bit range (±63, so that the u8 x s8 products of
-    /// the AVX2 kernels cannot saturate), the activations quantized to uint8 per tensor at run time. The backbone, the
-    /// attention products, softmax and the map stay float32. Faster on CPUs with fast integer dot products, and it
-    /// changes the numbers: docs/benchmarks.md gives the measured map difference and AUROC effect.
-    /// </summary>
-    DynamicInt8,
-}
-
 /// <summary>Options of <see cref="OnnxExport.ExportOnnx"/>.</summary>
 public sealed record OnnxExportOptions
 {
