@@ -11,7 +11,7 @@ namespace UniAD.Core.TorchSupport;
 /// A seeded source of dropout masks. On the CPU, libtorch draws one random number per element on a
 /// single thread (24 ms for the 2.5 M attention weights of a paper-size batch of 8); this source fills
 /// the mask with a counter-based SplitMix64 stream instead (64 independent chunk streams, 8 draws at a
-/// time with AVX-512, about 0.4 ms for those 2.5 M weights). The result is the same
+/// time with AVX-512 or 4 with AVX2, about 0.4 ms for those 2.5 M weights with AVX-512). The result is the same
 /// distribution (keep with probability 1 − p, scale by 1 / (1 − p), p resolved to 2⁻³²) and is
 /// reproducible for a given seed and call sequence.
 /// </summary>
@@ -60,7 +60,7 @@ public sealed class DropoutRandom
             {
                 long from = chunk * per, to = Math.Min(n, from + per);
                 ulong state = Mix(seed ^ Mix(call * 0xD1B54A32D192ED03UL + (ulong)chunk));
-                Fill((float*)data, from, to, state, threshold, keep, vectorized: true);
+                Fill((float*)data, from, to, state, threshold, keep, FastestVectorBits);
             }
         }
 
@@ -84,17 +84,22 @@ public sealed class DropoutRandom
         return x * (x.dtype == ScalarType.Float32 ? mask : mask.to(x.dtype));
     }
 
+    /// <summary>The widest vector path this CPU runs in hardware: 512 (AVX-512), 256 (AVX2) or 0 (scalar).</summary>
+    internal static int FastestVectorBits { get; } =
+        Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 0;
+
     /// <summary>
     /// Fills <c>f[from..to)</c> from one SplitMix64 stream: the k-th 64-bit draw (state advanced by the
     /// golden gamma before each draw) decides elements <c>from + 2k</c> (its low 32 bits) and
-    /// <c>from + 2k + 1</c> (its high 32 bits). The vectorized path draws 8 values at a time and
-    /// produces exactly the same elements as the scalar one (little-endian lane order).
+    /// <c>from + 2k + 1</c> (its high 32 bits). <paramref name="vectorBits"/> 512 draws 8 values at a time,
+    /// 256 draws 4, 0 is scalar; all three produce exactly the same elements (little-endian lane order; a path the
+    /// CPU lacks still runs, in software, which is how tests check every path on any machine).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void Fill(float* f, long from, long to, ulong state, uint threshold, float keep, bool vectorized)
+    internal static unsafe void Fill(float* f, long from, long to, ulong state, uint threshold, float keep, int vectorBits)
     {
         long i = from;
-        if (vectorized && Vector512.IsHardwareAccelerated && BitConverter.IsLittleEndian)
+        if (vectorBits == 512 && BitConverter.IsLittleEndian)
         {
             var gamma = Vector512.Create(Gamma);
             var lanes = Vector512.Create(1UL, 2UL, 3UL, 4UL, 5UL, 6UL, 7UL, 8UL);
@@ -108,6 +113,25 @@ public sealed class DropoutRandom
                 s += advance;
                 var keepLane = Vector512.GreaterThanOrEqual(z.AsUInt32(), limit).AsSingle();
                 Vector512.BitwiseAnd(keepLane, kept).Store(f + i);
+            }
+
+            state += (ulong)((i - from) / 2) * Gamma;
+        }
+        else if (vectorBits == 256 && BitConverter.IsLittleEndian)
+        {
+            // CPUs without AVX-512 (AVX2): 4 draws, 8 elements at a time, the same stream.
+            var gamma = Vector256.Create(Gamma);
+            var lanes = Vector256.Create(1UL, 2UL, 3UL, 4UL);
+            var s = Vector256.Create(state) + (lanes * gamma);
+            var advance = Vector256.Create(unchecked(4 * Gamma));
+            var limit = Vector256.Create(threshold);
+            var kept = Vector256.Create(keep);
+            for (; i + 8 <= to; i += 8)
+            {
+                var z = Mix(s);
+                s += advance;
+                var keepLane = Vector256.GreaterThanOrEqual(z.AsUInt32(), limit).AsSingle();
+                Vector256.BitwiseAnd(keepLane, kept).Store(f + i);
             }
 
             state += (ulong)((i - from) / 2) * Gamma;
@@ -130,6 +154,14 @@ public sealed class DropoutRandom
         z = (z ^ Vector512.ShiftRightLogical(z, 30)) * Vector512.Create(0xBF58476D1CE4E5B9UL);
         z = (z ^ Vector512.ShiftRightLogical(z, 27)) * Vector512.Create(0x94D049BB133111EBUL);
         return z ^ Vector512.ShiftRightLogical(z, 31);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<ulong> Mix(Vector256<ulong> z)
+    {
+        z = (z ^ Vector256.ShiftRightLogical(z, 30)) * Vector256.Create(0xBF58476D1CE4E5B9UL);
+        z = (z ^ Vector256.ShiftRightLogical(z, 27)) * Vector256.Create(0x94D049BB133111EBUL);
+        return z ^ Vector256.ShiftRightLogical(z, 31);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
