@@ -53,12 +53,6 @@ public sealed class QuantizedExportTests(SyntheticData data, ITestOutputHelper o
         Assert.Equal(63, magnitudes.Max()); // every column's largest weight maps to +-63
         Assert.True(quantized.CalculateSize() < plain.CalculateSize(), "the int8 weights make the file smaller");
 
-        // Scoring: the maps of the int8 model against the float32 export's, on real files and on varied sizes.
-        using var floatScorer = OnnxAnomalyScorer.Load(floatPath, ScorerParity.Cpu2);
-        using var int8Scorer = OnnxAnomalyScorer.Load(int8Path, ScorerParity.Cpu2);
-        Assert.Equal(OnnxQuantization.DynamicInt8, int8Scorer.Info.Quantization);
-        Assert.Equal(OnnxQuantization.None, floatScorer.Info.Quantization);
-
         // The key read back: absent (a file that predates it) means float32; an unknown name is refused naming key and value.
         var entries = plain.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
         entries.Remove("uniad.quantization");
@@ -66,6 +60,12 @@ public sealed class QuantizedExportTests(SyntheticData data, ITestOutputHelper o
         entries["uniad.quantization"] = "static-int4";
         var refused = Assert.Throws<InvalidDataException>(() => OnnxScoringInfo.Parse(entries, "odd.onnx"));
         Assert.Contains("'uniad.quantization' = 'static-int4'", refused.Message, StringComparison.Ordinal);
+
+        // Scoring: the maps of the int8 model against the float32 export's, on real files and on varied sizes.
+        using var floatScorer = OnnxAnomalyScorer.Load(floatPath, ScorerParity.Cpu2);
+        using var int8Scorer = OnnxAnomalyScorer.Load(int8Path, ScorerParity.Cpu2);
+        Assert.Equal(OnnxQuantization.DynamicInt8, int8Scorer.Info.Quantization);
+        Assert.Equal(OnnxQuantization.None, floatScorer.Info.Quantization);
         var paths = data.Test.Samples.Take(6).Select(s => s.ImagePath).ToList();
         var expected = floatScorer.ScoreBatch(paths);
         var actual = int8Scorer.ScoreBatch(paths);
