@@ -57,6 +57,7 @@ internal static class TrainCommand
         var resume = CliOptions.Text("--resume", "MODEL", "Continue from a training checkpoint (written by uniad train, with its optimizer state) up to --epochs.");
         var cacheDir = CliOptions.Text("--cache-dir", "DIR", "A folder for the backbone feature cache (reused across runs).");
         var score = CliOptions.Choice("--score", "The image score: pooled max (the reference's), mean (CIFAR-10's), std or plain max [default: max].", ScoreKinds);
+        var scoreWindow = CliOptions.Ints("--score-window", "The pooled-max window in map pixels: S (square) or H,W (a wide, flat H,W suits long, thin defects running across the part) [default: 16].", "S|H,W", min: 1, maxCount: 2);
         var seed = CliOptions.Int("--seed", "The random seed [default: 133].", min: 0);
         var budget = BudgetOption();
         var schedule = CliOptions.Choice("--schedule", "The learning-rate schedule [default: step; with --budget cosine].", ("step", ScheduleKind.Step), ("cosine", ScheduleKind.Cosine), ("onecycle", ScheduleKind.OneCycle));
@@ -72,7 +73,7 @@ internal static class TrainCommand
         var command = new Command("train", "Train one UniAD model on every class of a data source, validate, checkpoint and calibrate it.")
         {
             data, output, validation, holdout, rate, backbone, layers, weights, epochs, batch, lr, input, stride, device,
-            evaluateEvery, checkpointEvery, resume, cacheDir, score, seed, budget, schedule, warmup,
+            evaluateEvery, checkpointEvery, resume, cacheDir, score, scoreWindow, seed, budget, schedule, warmup,
             tile, tileStride, resizeWidth, resize, placement, margin, missingMasks,
         };
         command.SetAction(p => Cli.Guard(ctx, p, () =>
@@ -145,7 +146,11 @@ internal static class TrainCommand
                 .WithNeckStride(p.GetValue(stride) ?? 16)
                 .WithDevice(p.GetValue(device) ?? "cpu")
                 .WithSeed(seedValue);
-            if (p.GetValue(score) is { } kind)
+            if (p.GetInts(scoreWindow) is { } window)
+            {
+                builder.WithImageScore(p.GetValue(score) ?? ImageScoreKind.PooledMax, window[0], window[^1]);
+            }
+            else if (p.GetValue(score) is { } kind)
             {
                 builder.WithImageScore(kind);
             }

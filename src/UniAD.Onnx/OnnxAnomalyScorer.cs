@@ -263,7 +263,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
             if (RuntimeReference(classIndex, size.Height, size.Width) is { } reference)
             {
                 Divide(map, reference);
-                score = MapScore.Of(map, size.Height, size.Width, Info.ScoreKind, Info.ScorePoolSize);
+                score = MapScore.Of(map, size.Height, size.Width, Info.ScoreKind, Info.ScorePoolHeight, Info.ScorePoolSize);
             }
 
             var target = originalSizes[i];
@@ -306,7 +306,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
                 Divide(map, reference);
             }
 
-            double score = MapScore.Of(map, height, width, Info.ScoreKind, Info.ScorePoolSize);
+            double score = MapScore.Of(map, height, width, Info.ScoreKind, Info.ScorePoolHeight, Info.ScorePoolSize);
             var values = MapResize.Bilinear(map, height, width, image.Height, image.Width);
             results.Add(ScoringSteps.Result(name, score, new AnomalyMapData(image.Width, image.Height, values), Calibration));
         }

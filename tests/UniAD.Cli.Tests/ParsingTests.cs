@@ -82,6 +82,7 @@ public sealed class ParsingTests(CliFixture fixture)
     [InlineData("--holdout", "1.5", "from 0 to 1")]
     [InlineData("--budget", "soon", "time budget")]
     [InlineData("--tile-stride", "160,x", "S|H,W")]
+    [InlineData("--score-window", "8,x", "S|H,W")]
     [InlineData("--resize", "448", "HEIGHTxWIDTH")]
     public void Bad_train_values_are_usage_errors_naming_the_option_and_the_allowed_values(string option, string value, string allowed)
     {

@@ -67,15 +67,17 @@ public sealed class TrainingTests(CliFixture fixture)
     }
 
     [Fact]
-    public void Tiling_options_are_saved_with_the_model()
+    public void Tiling_options_and_the_score_window_are_saved_with_the_model()
     {
         var output = Path.Combine(fixture.NewFolder("tiled"), "model.safetensors");
         // One class: only the options matter here.
-        var args = ParsingTests.Train(fixture, "--out", output, "--holdout", "0", "--tile", "64", "--tile-stride", "32,48", "--resize-width", "80", "--tile-placement", "Spread", "--tile-margin", "4")
+        var args = ParsingTests.Train(fixture, "--out", output, "--holdout", "0", "--tile", "64", "--tile-stride", "32,48", "--resize-width", "80", "--tile-placement", "Spread", "--tile-margin", "4", "--score-window", "2,24")
             .Select(a => a.StartsWith("mvtec:", StringComparison.Ordinal) ? a + ":stripes" : a).ToArray();
         var run = CliRunner.Run(args);
         Assert.True(run.ExitCode == 0, run.ToString());
-        var tiling = DetectorCheckpoint.ReadInfo(output).Options.Tiling!;
+        var options = DetectorCheckpoint.ReadInfo(output).Options;
+        Assert.Equal((2, 24), (options.ScorePoolHeight!.Value, options.ScorePoolSize));
+        var tiling = options.Tiling!;
         Assert.Equal(new UniAD.Core.GridSize(32, 48), tiling.Stride);
         Assert.Equal(80, tiling.ResizeWidth);
         Assert.Equal(UniAD.Core.Tiling.TilePlacement.Spread, tiling.Placement);

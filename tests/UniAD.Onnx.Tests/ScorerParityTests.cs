@@ -113,18 +113,21 @@ public sealed class ScorerParityTests(SyntheticData data, ITestOutputHelper outp
     [Fact]
     public void Tiled_scoring_stitches_like_the_detector_on_images_larger_than_the_tile()
     {
+        // The last case scores the stitched map with a wide, flat 3 x 24 window (the runtime's MapScore, not the graph).
         var cases = new[]
         {
-            ("resize to 160 wide, tiles every 48, margin 8", new TilingOptions { Stride = new GridSize(48, 48), Margin = 8, ResizeWidth = 160 }),
-            ("full resolution, tiles spread every 40 x 56", new TilingOptions { Stride = new GridSize(40, 56), Placement = TilePlacement.Spread }),
+            ("resize to 160 wide, tiles every 48, margin 8", new TilingOptions { Stride = new GridSize(48, 48), Margin = 8, ResizeWidth = 160 }, (4, 4)),
+            ("full resolution, tiles spread every 40 x 56", new TilingOptions { Stride = new GridSize(40, 56), Placement = TilePlacement.Spread }, (4, 4)),
+            ("resize to 160 wide, tiles every 48, a 3 x 24 score window", new TilingOptions { Stride = new GridSize(48, 48), ResizeWidth = 160 }, (3, 24)),
         };
         var images = ScorerParity.Images(5, (200, 130), (170, 170), (90, 260), (40, 50));
-        foreach (var (what, tiling) in cases)
+        foreach (var (what, tiling, (poolHeight, poolWidth)) in cases)
         {
-            using var detector = SyntheticData.TinyBuilder().WithTiling(tiling).Build();
+            using var detector = SyntheticData.TinyBuilder().WithTiling(tiling).WithImageScore(ImageScoreKind.PooledMax, poolHeight, poolWidth).Build();
             OnnxParity.RandomizeBatchNorms(detector, seed: 23);
             using var scorer = ScorerParity.ExportAndLoad(detector, root, "tiled.onnx");
             Assert.Equal(tiling, scorer.Info.Tiling);
+            Assert.Equal((poolHeight, poolWidth), (scorer.Info.ScorePoolHeight, scorer.Info.ScorePoolSize));
             var diff = ScorerParity.Max(images.Select(i => ScorerParity.Compare(detector.Score(i.Image, i.Name), scorer.Score(i.Image, i.Name), $"{what}, {i.Name}")));
             var batch = ScorerParity.CompareAll(
                 detector.ScoreBatch(images.Select(i => i.Image).ToList(), images.Select(i => (string?)i.Name).ToList()),

@@ -46,6 +46,12 @@ public static class OnnxMetadataKeys
     /// <summary>The window of the pooled-max image score.</summary>
     public const string ScorePoolSize = "uniad.score_pool_size";
 
+    /// <summary>
+    /// The height of the pooled-max window when it is not square (<see cref="ScorePoolSize"/> is then its width); absent
+    /// for a square window, and in every file written before rectangular windows existed.
+    /// </summary>
+    public const string ScorePoolHeight = "uniad.score_pool_height";
+
     /// <summary>The tiling (JSON of <see cref="TilingOptions"/>); absent for an untiled detector. The graph scores one tile.</summary>
     public const string Tiling = "uniad.tiling";
 

@@ -45,8 +45,11 @@ public sealed record OnnxScoringInfo
     /// <summary>The image score the graph computes.</summary>
     public required ImageScoreKind ScoreKind { get; init; }
 
-    /// <summary>The pooled-max window.</summary>
+    /// <summary>The pooled-max window's width (and its height unless <see cref="ScorePoolHeight"/> differs).</summary>
     public required int ScorePoolSize { get; init; }
+
+    /// <summary>The pooled-max window's height: <see cref="ScorePoolSize"/> for a square window (the key is then absent).</summary>
+    public required int ScorePoolHeight { get; init; }
 
     /// <summary>The tiling, or null for an untiled detector (the graph scores one tile; stitching is the runtime's).</summary>
     public TilingOptions? Tiling { get; init; }
@@ -200,6 +203,7 @@ public sealed record OnnxScoringInfo
             BackboneLayers = reader.Json<int[]>(OnnxMetadataKeys.BackboneLayers),
             ScoreKind = scoreKind,
             ScorePoolSize = reader.Integer(OnnxMetadataKeys.ScorePoolSize),
+            ScorePoolHeight = metadata.ContainsKey(OnnxMetadataKeys.ScorePoolHeight) ? reader.Integer(OnnxMetadataKeys.ScorePoolHeight) : reader.Integer(OnnxMetadataKeys.ScorePoolSize),
             Tiling = tiling,
             TileMarginWeight = marginWeight,
             Calibration = calibration,
@@ -226,6 +230,11 @@ public sealed record OnnxScoringInfo
         if (info.ScorePoolSize < 1)
         {
             throw new InvalidDataException($"'{source}': metadata '{OnnxMetadataKeys.ScorePoolSize}' = {info.ScorePoolSize} is not a positive window.");
+        }
+
+        if (info.ScorePoolHeight < 1)
+        {
+            throw new InvalidDataException($"'{source}': metadata '{OnnxMetadataKeys.ScorePoolHeight}' = {info.ScorePoolHeight} is not a positive window height.");
         }
 
         return info;

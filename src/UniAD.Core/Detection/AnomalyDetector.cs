@@ -53,8 +53,47 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
         Model.eval();
     }
 
-    /// <summary>The detector's configuration.</summary>
-    public DetectorOptions Options { get; }
+    /// <summary>The detector's configuration (only <see cref="SetImageScore"/> changes it after construction).</summary>
+    public DetectorOptions Options { get; private set; }
+
+    /// <summary>
+    /// Changes how image scores are taken from the maps (<see cref="DetectorOptions.ScoreKind"/> and the pooled-max
+    /// window) on a built or trained detector: the weights do not depend on it, so a window can be chosen after
+    /// training, on validation data. The calibration's image threshold belongs to the old score, so a calibration is
+    /// dropped (calibrate again); reference maps are kept. Stored with the model by <see cref="Save"/>.
+    /// </summary>
+    /// <param name="kind">The image score.</param>
+    /// <param name="poolHeight">Rows of the pooled-max window.</param>
+    /// <param name="poolWidth">Columns of the pooled-max window.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A side of the window is below 1, or an unknown kind.</exception>
+    /// <exception cref="ObjectDisposedException">The detector was disposed.</exception>
+    public void SetImageScore(ImageScoreKind kind, int poolHeight, int poolWidth)
+    {
+        if (!Enum.IsDefined(kind))
+        {
+            throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown image score kind.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(poolHeight, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(poolWidth, 1);
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            var updated = Options with { ScoreKind = kind, ScorePoolSize = poolWidth, ScorePoolHeight = poolHeight == poolWidth ? null : poolHeight };
+            if (updated == Options)
+            {
+                return;
+            }
+
+            if (Calibration is not null)
+            {
+                logger.LogInformation("Image score changed to {Kind} over {Height} x {Width}: the calibration was dropped; calibrate again.", kind, poolHeight, poolWidth);
+                Calibration = null;
+            }
+
+            Options = updated;
+        }
+    }
 
     /// <summary>
     /// The underlying tensor model (backbone, neck, reconstruction). Internal: every use from outside goes through
@@ -326,7 +365,7 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     public MetricsReport Evaluate(IImageSource test, MetricsReportOptions? options = null, int batchSize = 8, IProgress<DataProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(test);
-        var builder = new MetricsReportBuilder(options ?? new MetricsReportOptions { PoolSize = Options.ScorePoolSize });
+        var builder = new MetricsReportBuilder(options ?? new MetricsReportOptions { PoolSize = Options.ScorePoolSize, PoolHeight = Options.ScorePoolHeight });
         int done = 0;
         foreach (var (maps, batch) in Maps(test, batchSize, loadMasks: true, cancellationToken))
         {
@@ -506,14 +545,15 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     {
         using var scope = NewDisposeScope();
         var m = map.reshape(1, 1, map.shape[^2], map.shape[^1]);
-        int k = Options.ScorePoolSize;
-        return Options.ScoreKind switch
+        var options = Options;
+        int kh = options.ScoreWindowHeight, kw = options.ScorePoolSize;
+        return options.ScoreKind switch
         {
-            ImageScoreKind.PooledMax when m.shape[2] >= k && m.shape[3] >= k => F.avg_pool2d(m, k, 1).max().item<float>(),
+            ImageScoreKind.PooledMax when m.shape[2] >= kh && m.shape[3] >= kw => F.avg_pool2d(m, [kh, kw], [1, 1]).max().item<float>(),
             ImageScoreKind.PooledMax or ImageScoreKind.PlainMax => m.max().item<float>(),
             ImageScoreKind.Mean => m.to(float64).mean().item<double>(),
             ImageScoreKind.Std => m.to(float64).std(unbiased: false).item<double>(),
-            _ => throw new InvalidOperationException($"Unknown score kind {Options.ScoreKind}."),
+            _ => throw new InvalidOperationException($"Unknown score kind {options.ScoreKind}."),
         };
     }
 

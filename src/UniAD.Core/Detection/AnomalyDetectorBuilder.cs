@@ -104,7 +104,18 @@ public sealed class AnomalyDetectorBuilder
     /// <summary>How image scores are computed from anomaly maps (the reference: pooled max with a 16 x 16 window; CIFAR-10: mean).</summary>
     public AnomalyDetectorBuilder WithImageScore(ImageScoreKind kind, int poolSize = 16)
     {
-        options = options with { ScoreKind = kind, ScorePoolSize = poolSize };
+        options = options with { ScoreKind = kind, ScorePoolSize = poolSize, ScorePoolHeight = null };
+        return this;
+    }
+
+    /// <summary>
+    /// A pooled-max image score over a <paramref name="poolHeight"/> x <paramref name="poolWidth"/> window, in pixels of the
+    /// map the score is taken on (the input size, or the working image when tiled). A wide, flat window suits long, thin
+    /// defects running across the part; choose it on validation data, never on the test split.
+    /// </summary>
+    public AnomalyDetectorBuilder WithImageScore(ImageScoreKind kind, int poolHeight, int poolWidth)
+    {
+        options = options with { ScoreKind = kind, ScorePoolSize = poolWidth, ScorePoolHeight = poolHeight == poolWidth ? null : poolHeight };
         return this;
     }
 
@@ -180,6 +191,11 @@ public sealed class AnomalyDetectorBuilder
         if (options.ScorePoolSize <= 0)
         {
             throw new ArgumentException($"ScorePoolSize = {options.ScorePoolSize} must be positive.");
+        }
+
+        if (options.ScorePoolHeight is <= 0)
+        {
+            throw new ArgumentException($"ScorePoolHeight = {options.ScorePoolHeight} must be positive.");
         }
 
         if (options.PixelMean.Count != 3 || options.PixelStd.Count != 3 || options.PixelStd.Any(s => !(s > 0)))

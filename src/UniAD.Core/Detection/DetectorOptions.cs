@@ -30,8 +30,18 @@ public sealed record DetectorOptions
     /// <summary>How an image score is computed from its anomaly map (the reference on MVTec-AD: 16 x 16 average pooling, then the max).</summary>
     public ImageScoreKind ScoreKind { get; init; } = ImageScoreKind.PooledMax;
 
-    /// <summary>Window of the pooled-max image score.</summary>
+    /// <summary>Window of the pooled-max image score: its side, or its width when <see cref="ScorePoolHeight"/> is set.</summary>
     public int ScorePoolSize { get; init; } = 16;
+
+    /// <summary>
+    /// Rows of a rectangular pooled-max window (<see cref="ScorePoolSize"/> is then its width); null (the default, and
+    /// every checkpoint written before rectangular windows existed) for a square window. A wide, flat window suits long,
+    /// thin defects that run across the part (KolektorSDD's cracks).
+    /// </summary>
+    public int? ScorePoolHeight { get; init; }
+
+    /// <summary>The pooled-max window's rows: <see cref="ScorePoolHeight"/>, or <see cref="ScorePoolSize"/> for a square one.</summary>
+    internal int ScoreWindowHeight => ScorePoolHeight ?? ScorePoolSize;
 
     /// <summary>ImageNet normalisation mean per channel.</summary>
     public IReadOnlyList<double> PixelMean { get; init; } = Data.PreprocessOptions.ImageNetMean;

@@ -79,14 +79,14 @@ internal static class ImageScoreEmitter
 {
     /// <summary>Emits the score; a pooled max whose window does not fit the map is the plain max, as the detector does.</summary>
     /// <exception cref="NotSupportedException">An unknown score kind.</exception>
-    public static string Emit(OnnxGraph g, string scope, string map, ImageScoreKind kind, int poolSize)
+    public static string Emit(OnnxGraph g, string scope, string map, ImageScoreKind kind, int poolHeight, int poolWidth)
     {
         var s = g.Shape(map);
         var all = new long[] { 1, 2, 3 };
         switch (kind)
         {
-            case ImageScoreKind.PooledMax when s[2] >= poolSize && s[3] >= poolSize:
-                return g.Reduce(scope, "ReduceMax", g.AveragePool(scope, map, poolSize), all, keepDims: false);
+            case ImageScoreKind.PooledMax when s[2] >= poolHeight && s[3] >= poolWidth:
+                return g.Reduce(scope, "ReduceMax", g.AveragePool(scope, map, poolHeight, poolWidth), all, keepDims: false);
             case ImageScoreKind.PooledMax:
             case ImageScoreKind.PlainMax:
                 return g.Reduce(scope, "ReduceMax", map, all, keepDims: false);

@@ -72,7 +72,7 @@ public static partial class OnnxExport
                 pred = ReferenceMapEmitter.Emit(graph, "reference_maps", pred, classIndex!, references!);
             }
 
-            var score = ImageScoreEmitter.Emit(graph, "image_score", pred, detectorOptions.ScoreKind, detectorOptions.ScorePoolSize);
+            var score = ImageScoreEmitter.Emit(graph, "image_score", pred, detectorOptions.ScoreKind, detectorOptions.ScoreWindowHeight, detectorOptions.ScorePoolSize);
             graph.Output(pred, AnomalyMapName, BatchDimension);
             graph.Output(score, ImageScoreName, BatchDimension);
         }
@@ -124,6 +124,10 @@ public static partial class OnnxExport
         Add(OnnxMetadataKeys.BackboneLayers, JsonSerializer.Serialize(options.BackboneLayers, Json));
         Add(OnnxMetadataKeys.ImageScore, options.ScoreKind.ToString());
         Add(OnnxMetadataKeys.ScorePoolSize, options.ScorePoolSize.ToString(CultureInfo.InvariantCulture));
+        if (options.ScorePoolHeight is { } poolHeight)
+        {
+            Add(OnnxMetadataKeys.ScorePoolHeight, poolHeight.ToString(CultureInfo.InvariantCulture));
+        }
         Add(OnnxMetadataKeys.Quantization, OnnxQuantizationNames.Of(export.Quantization));
         if (options.Tiling is { } tiling)
         {

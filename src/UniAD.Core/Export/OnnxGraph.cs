@@ -140,12 +140,12 @@ internal sealed class OnnxGraph
         return Op(scope, "MaxPool", new[] { x }, new[] { s[0], s[1], h, w }, Ints("kernel_shape", kernel, kernel), Ints("strides", stride, stride), Ints("pads", pads));
     }
 
-    /// <summary>Average pooling with a k x k window, stride 1, no padding (PyTorch's <c>avg_pool2d(x, k, 1)</c>).</summary>
-    public string AveragePool(string scope, string x, long kernel)
+    /// <summary>Average pooling with a kh x kw window, stride 1, no padding (PyTorch's <c>avg_pool2d(x, [kh, kw], 1)</c>).</summary>
+    public string AveragePool(string scope, string x, long kernelHeight, long kernelWidth)
     {
         var s = Shape(x);
-        return Op(scope, "AveragePool", new[] { x }, new[] { s[0], s[1], s[2] - kernel + 1, s[3] - kernel + 1 },
-            Ints("kernel_shape", kernel, kernel), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0));
+        return Op(scope, "AveragePool", new[] { x }, new[] { s[0], s[1], s[2] - kernelHeight + 1, s[3] - kernelWidth + 1 },
+            Ints("kernel_shape", kernelHeight, kernelWidth), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0));
     }
 
     /// <summary>Mean over the spatial dimensions, keeping them (N x C x 1 x 1).</summary>

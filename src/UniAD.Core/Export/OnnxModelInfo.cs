@@ -53,8 +53,11 @@ public sealed record OnnxModelInfo
     /// <summary>The image score the graph computes.</summary>
     public ImageScoreKind ScoreKind => Scoring.ScoreKind;
 
-    /// <summary>The pooled-max window.</summary>
+    /// <summary>The pooled-max window's width (its side when square).</summary>
     public int ScorePoolSize => Scoring.ScorePoolSize;
+
+    /// <summary>The pooled-max window's height (<see cref="ScorePoolSize"/> when square).</summary>
+    public int ScorePoolHeight => Scoring.ScorePoolHeight;
 
     /// <summary>The tiling, or null for an untiled detector (the graph scores one tile; stitching is the runtime's).</summary>
     public TilingOptions? Tiling => Scoring.Tiling;
@@ -171,7 +174,7 @@ public static partial class OnnxExport
         }
 
         // The summary keys repeat parts of the options: a file whose two disagree has been edited by hand.
-        if (scoring.InputSize != options.InputSize || scoring.ScoreKind != options.ScoreKind || scoring.ScorePoolSize != options.ScorePoolSize || scoring.Backbone != options.Backbone || scoring.Tiling != options.Tiling)
+        if (scoring.InputSize != options.InputSize || scoring.ScoreKind != options.ScoreKind || scoring.ScorePoolSize != options.ScorePoolSize || scoring.ScorePoolHeight != options.ScoreWindowHeight || scoring.Backbone != options.Backbone || scoring.Tiling != options.Tiling)
         {
             throw new InvalidDataException($"'{path}': the metadata keys disagree with '{OnnxMetadataKeys.DetectorOptions}' (input size, image score, backbone or tiling).");
         }

@@ -52,9 +52,19 @@ public static class ImageScoring
     /// <param name="width">Columns.</param>
     /// <param name="poolSize">Pooling window for <see cref="ImageScores.PooledMax"/>, at most the map's height and width.</param>
     /// <exception cref="ArgumentException">The map's length is not height x width, a score is not finite, or the window does not fit.</exception>
-    public static ImageScores Compute(ReadOnlySpan<float> map, int height, int width, int poolSize = ReferencePoolSize)
+    public static ImageScores Compute(ReadOnlySpan<float> map, int height, int width, int poolSize = ReferencePoolSize) =>
+        Compute(map, height, width, poolSize, poolSize);
+
+    /// <summary>All four scores of one row-major map, with a <paramref name="poolHeight"/> x <paramref name="poolWidth"/> pooling window.</summary>
+    /// <param name="map">height x width scores, finite.</param>
+    /// <param name="height">Rows.</param>
+    /// <param name="width">Columns.</param>
+    /// <param name="poolHeight">Rows of the pooling window, at most the map's height.</param>
+    /// <param name="poolWidth">Columns of the pooling window, at most the map's width.</param>
+    /// <exception cref="ArgumentException">The map's length is not height x width, a score is not finite, or the window does not fit.</exception>
+    public static ImageScores Compute(ReadOnlySpan<float> map, int height, int width, int poolHeight, int poolWidth)
     {
-        double pooled = PooledMax(map, height, width, poolSize);
+        double pooled = PooledMax(map, height, width, poolHeight, poolWidth);
         var stats = new RunningStatistics();
         foreach (float v in map)
         {
@@ -68,14 +78,21 @@ public static class ImageScoring
     /// <param name="maps">The anomaly maps.</param>
     /// <param name="poolSize">Pooling window for <see cref="ImageScores.PooledMax"/>.</param>
     /// <exception cref="ArgumentException">See <see cref="Compute(ReadOnlySpan{float}, int, int, int)"/>; also an unsupported shape.</exception>
-    public static IReadOnlyList<ImageScores> Compute(Tensor maps, int poolSize = ReferencePoolSize)
+    public static IReadOnlyList<ImageScores> Compute(Tensor maps, int poolSize = ReferencePoolSize) => Compute(maps, poolSize, poolSize);
+
+    /// <summary>Scores of every map of a tensor, with a <paramref name="poolHeight"/> x <paramref name="poolWidth"/> pooling window.</summary>
+    /// <param name="maps">The anomaly maps.</param>
+    /// <param name="poolHeight">Rows of the pooling window.</param>
+    /// <param name="poolWidth">Columns of the pooling window.</param>
+    /// <exception cref="ArgumentException">See <see cref="Compute(ReadOnlySpan{float}, int, int, int, int)"/>; also an unsupported shape.</exception>
+    public static IReadOnlyList<ImageScores> Compute(Tensor maps, int poolHeight, int poolWidth)
     {
         var (data, count, height, width) = TensorInput.Maps(maps, nameof(maps));
         int pixels = height * width;
         var scores = new ImageScores[count];
         for (int i = 0; i < count; i++)
         {
-            scores[i] = Compute(data.AsSpan(i * pixels, pixels), height, width, poolSize);
+            scores[i] = Compute(data.AsSpan(i * pixels, pixels), height, width, poolHeight, poolWidth);
         }
 
         return scores;
@@ -92,18 +109,44 @@ public static class ImageScoring
     /// <exception cref="ArgumentException">The map's length is not height x width, a score is not finite, or the window does not fit.</exception>
     public static double PooledMax(ReadOnlySpan<float> map, int height, int width, int poolSize = ReferencePoolSize)
     {
-        if (height <= 0 || width <= 0 || (long)height * width != map.Length)
-        {
-            throw new ArgumentException($"A {height} x {width} map needs {(long)height * width} values, got {map.Length}.", nameof(map));
-        }
-
         if (poolSize < 1 || poolSize > height || poolSize > width)
         {
             throw new ArgumentOutOfRangeException(nameof(poolSize), poolSize, $"The pooling window must lie between 1 and the map's size ({height} x {width}).");
         }
 
+        return PooledMax(map, height, width, poolSize, poolSize);
+    }
+
+    /// <summary>
+    /// The maximum over all positions of the mean of a <paramref name="poolHeight"/> x <paramref name="poolWidth"/>
+    /// window (average pooling with kernel [poolHeight, poolWidth], stride 1 and no padding, as PyTorch's avg_pool2d, then the max).
+    /// A wide, flat window suits long, thin defects (scratches, cracks) that a square one averages against normal surface.
+    /// </summary>
+    /// <param name="map">height x width scores, finite.</param>
+    /// <param name="height">Rows.</param>
+    /// <param name="width">Columns.</param>
+    /// <param name="poolHeight">Window rows, from 1 to height.</param>
+    /// <param name="poolWidth">Window columns, from 1 to width.</param>
+    /// <exception cref="ArgumentException">The map's length is not height x width, a score is not finite, or the window does not fit.</exception>
+    public static double PooledMax(ReadOnlySpan<float> map, int height, int width, int poolHeight, int poolWidth)
+    {
+        if (height <= 0 || width <= 0 || (long)height * width != map.Length)
+        {
+            throw new ArgumentException($"A {height} x {width} map needs {(long)height * width} values, got {map.Length}.", nameof(map));
+        }
+
+        if (poolHeight < 1 || poolHeight > height)
+        {
+            throw new ArgumentOutOfRangeException(nameof(poolHeight), poolHeight, $"The pooling window's height must lie between 1 and the map's height ({height} x {width}).");
+        }
+
+        if (poolWidth < 1 || poolWidth > width)
+        {
+            throw new ArgumentOutOfRangeException(nameof(poolWidth), poolWidth, $"The pooling window's width must lie between 1 and the map's width ({height} x {width}).");
+        }
+
         InputChecks.RequireFiniteScores(map, nameof(map));
-        int outWidth = width - poolSize + 1;
+        int outWidth = width - poolWidth + 1;
         var rows = ArrayPool<double>.Shared.Rent(height * outWidth);
         var window = ArrayPool<double>.Shared.Rent(outWidth);
         try
@@ -113,7 +156,7 @@ public static class ImageScoring
             {
                 var row = map.Slice(y * width, width);
                 double sum = 0;
-                for (int x = 0; x < poolSize; x++)
+                for (int x = 0; x < poolWidth; x++)
                 {
                     sum += row[x];
                 }
@@ -121,14 +164,14 @@ public static class ImageScoring
                 rows[y * outWidth] = sum;
                 for (int x = 1; x < outWidth; x++)
                 {
-                    sum += (double)row[x + poolSize - 1] - row[x - 1];
+                    sum += (double)row[x + poolWidth - 1] - row[x - 1];
                     rows[(y * outWidth) + x] = sum;
                 }
             }
 
             var sums = window.AsSpan(0, outWidth);
             sums.Clear();
-            for (int y = 0; y < poolSize; y++)
+            for (int y = 0; y < poolHeight; y++)
             {
                 for (int x = 0; x < outWidth; x++)
                 {
@@ -144,18 +187,18 @@ public static class ImageScoring
                     best = Math.Max(best, s);
                 }
 
-                if (top + poolSize >= height)
+                if (top + poolHeight >= height)
                 {
                     break;
                 }
 
                 for (int x = 0; x < outWidth; x++)
                 {
-                    sums[x] += rows[((top + poolSize) * outWidth) + x] - rows[(top * outWidth) + x];
+                    sums[x] += rows[((top + poolHeight) * outWidth) + x] - rows[(top * outWidth) + x];
                 }
             }
 
-            return best / ((double)poolSize * poolSize);
+            return best / ((double)poolHeight * poolWidth);
         }
         finally
         {

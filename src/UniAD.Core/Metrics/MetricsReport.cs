@@ -92,7 +92,7 @@ public sealed class MetricsReport
             values.TryGetValue(key, out double v) && !double.IsNaN(v) ? v.ToString("F" + decimals, CultureInfo.InvariantCulture) : "n/a";
 
         var sb = new StringBuilder();
-        sb.Append(CultureInfo.InvariantCulture, $"AUROC: {(Options.FoldAurocBelowHalf ? "values below 0.5 folded to 1 − AUROC (reference evaluator's convention)" : "true values")}; pooled max: {Options.PoolSize} x {Options.PoolSize} average pooling, stride 1.\n\n");
+        sb.Append(CultureInfo.InvariantCulture, $"AUROC: {(Options.FoldAurocBelowHalf ? "values below 0.5 folded to 1 − AUROC (reference evaluator's convention)" : "true values")}; pooled max: {Options.WindowHeight} x {Options.PoolSize} average pooling, stride 1.\n\n");
 
         var imageKeys = ImageScoring.Kinds.SelectMany(k => new[] { MetricKeys.ImageAuroc(k), MetricKeys.ImageAveragePrecision(k), MetricKeys.ImageF1Max(k) }).ToList();
         var imageHeaders = ImageScoring.Kinds.SelectMany(k => new[] { "AUROC", "AP", "F1-max" }.Select(m => $"{m} ({ImageScoring.Name(k)})"));
@@ -136,6 +136,10 @@ public sealed class MetricsReport
             w.WriteStartObject();
             w.WriteStartObject("options");
             w.WriteNumber("pool_size", Options.PoolSize);
+            if (Options.PoolHeight is { } poolHeight)
+            {
+                w.WriteNumber("pool_height", poolHeight);
+            }
             w.WriteNumber("fpr_limit", Options.FprLimit);
             w.WriteBoolean("au_pro", Options.ComputeAuPro);
             w.WriteBoolean("fold_auroc_below_half", Options.FoldAurocBelowHalf);

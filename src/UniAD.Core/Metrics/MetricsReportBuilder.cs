@@ -36,7 +36,7 @@ public sealed class MetricsReportBuilder
     /// <param name="className">The class of every map in the batch.</param>
     /// <param name="maps">Anomaly scores, a whole number of <paramref name="height"/> x <paramref name="width"/> maps; finite.</param>
     /// <param name="masks">Ground truth of the same size: 0 normal, &gt; 0 anomalous.</param>
-    /// <param name="height">Rows of each map, at least <see cref="MetricsReportOptions.PoolSize"/>.</param>
+    /// <param name="height">Rows of each map, at least the window's height (<see cref="MetricsReportOptions.PoolHeight"/>, else <see cref="MetricsReportOptions.PoolSize"/>).</param>
     /// <param name="width">Columns of each map, at least <see cref="MetricsReportOptions.PoolSize"/>.</param>
     /// <exception cref="ArgumentException">A bad class name, bad sizes, a non-finite score or a negative or NaN mask
     /// value (the message says where), or maps smaller than the pooling window. Nothing is added then.</exception>
@@ -44,9 +44,9 @@ public sealed class MetricsReportBuilder
     public void Add(string className, ReadOnlySpan<float> maps, ReadOnlySpan<float> masks, int height, int width)
     {
         var data = Find(className, withMaps: true);
-        if (height < Options.PoolSize || width < Options.PoolSize)
+        if (height < Options.WindowHeight || width < Options.PoolSize)
         {
-            throw new ArgumentException($"The maps are {height} x {width}, smaller than the {Options.PoolSize} x {Options.PoolSize} pooling window.", nameof(maps));
+            throw new ArgumentException($"The maps are {height} x {width}, smaller than the {Options.WindowHeight} x {Options.PoolSize} pooling window.", nameof(maps));
         }
 
         var pixels = data.Pixels ?? new PixelMetricsAccumulator(Options.ComputeAuPro);
@@ -56,7 +56,7 @@ public sealed class MetricsReportBuilder
         for (int start = 0; start < maps.Length; start += size)
         {
             var mask = masks.Slice(start, size);
-            data.Add(ImageScoring.Compute(maps.Slice(start, size), height, width, Options.PoolSize), InputChecks.CountAnomalous(mask) > 0);
+            data.Add(ImageScoring.Compute(maps.Slice(start, size), height, width, Options.WindowHeight, Options.PoolSize), InputChecks.CountAnomalous(mask) > 0);
         }
 
         Register(data);
@@ -69,7 +69,7 @@ public sealed class MetricsReportBuilder
     /// </summary>
     /// <param name="className">The image's class.</param>
     /// <param name="map">Its anomaly map, <paramref name="height"/> x <paramref name="width"/>, finite.</param>
-    /// <param name="height">Rows, at least <see cref="MetricsReportOptions.PoolSize"/>.</param>
+    /// <param name="height">Rows, at least the window's height (<see cref="MetricsReportOptions.PoolHeight"/>, else <see cref="MetricsReportOptions.PoolSize"/>).</param>
     /// <param name="width">Columns, at least <see cref="MetricsReportOptions.PoolSize"/>.</param>
     /// <param name="anomalous">Its image-level label.</param>
     /// <exception cref="ArgumentException">A bad class name, a map that is not one <paramref name="height"/> x <paramref name="width"/> map, a non-finite score, or a map smaller than the pooling window.</exception>
@@ -77,9 +77,9 @@ public sealed class MetricsReportBuilder
     public void AddWithoutMask(string className, ReadOnlySpan<float> map, int height, int width, bool anomalous)
     {
         var data = Find(className, withMaps: true);
-        if (height < Options.PoolSize || width < Options.PoolSize)
+        if (height < Options.WindowHeight || width < Options.PoolSize)
         {
-            throw new ArgumentException($"The map is {height} x {width}, smaller than the {Options.PoolSize} x {Options.PoolSize} pooling window.", nameof(map));
+            throw new ArgumentException($"The map is {height} x {width}, smaller than the {Options.WindowHeight} x {Options.PoolSize} pooling window.", nameof(map));
         }
 
         if ((long)height * width != map.Length)
@@ -95,7 +95,7 @@ public sealed class MetricsReportBuilder
             }
         }
 
-        data.Add(ImageScoring.Compute(map, height, width, Options.PoolSize), anomalous);
+        data.Add(ImageScoring.Compute(map, height, width, Options.WindowHeight, Options.PoolSize), anomalous);
         if (anomalous)
         {
             data.AnomalousWithoutMask++;

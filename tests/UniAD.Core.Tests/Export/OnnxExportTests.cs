@@ -6,6 +6,7 @@ using UniAD.Core.Backbones;
 using UniAD.Core.Data;
 using UniAD.Core.Detection;
 using UniAD.Core.Export;
+using UniAD.Core.Metrics;
 using UniAD.Core.Models;
 using UniAD.Core.Reconstruction;
 using UniAD.Core.Tests.Detection;
@@ -103,6 +104,32 @@ public sealed class OnnxExportTests(SyntheticData data, ITestOutputHelper output
         Assert.Null(plainInfo.Calibration);
         Assert.Null(plainInfo.ClassNames);
         Assert.False(plainInfo.Metadata.ContainsKey(OnnxMetadataKeys.Calibration));
+        Assert.False(plainInfo.Metadata.ContainsKey(OnnxMetadataKeys.ScorePoolHeight)); // square: the key of older files is enough
+        Assert.Equal((4, 4), (plainInfo.ScorePoolHeight, plainInfo.ScorePoolSize));
+    }
+
+    [Fact]
+    public void A_rectangular_score_window_is_pooled_by_the_graph_and_described()
+    {
+        using var detector = SyntheticData.TinyBuilder().WithImageScore(ImageScoreKind.PooledMax, poolHeight: 3, poolWidth: 20).Build();
+        OnnxParity.RandomizeBatchNorms(detector, seed: 13);
+        var path = Path.Combine(root, "wide.onnx");
+        detector.ExportOnnx(path);
+        var info = OnnxExport.ReadInfo(path);
+        Assert.Equal("3", info.Metadata[OnnxMetadataKeys.ScorePoolHeight]);
+        Assert.Equal((3, 20), (info.ScorePoolHeight, info.ScorePoolSize));
+        var pool = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path)).Graph.Node.Single(n => n.OpType == "AveragePool");
+        Assert.Equal(new long[] { 3, 20 }, pool.Attribute.Single(a => a.Name == "kernel_shape").Ints);
+
+        using var session = OnnxParity.Session(path);
+        using var images = OnnxParity.RandomImages(3, 64, 64, seed: 17);
+        var diff = OnnxParity.Compare(detector, session, images, "3 x 20 window");
+        output.WriteLine($"3 x 20 score window: {diff}");
+
+        // A file whose summary key disagrees with the options it carries was edited by hand.
+        var edited = Path.Combine(root, "edited.onnx");
+        OnnxParity.Rewrite(path, edited, m => m.MetadataProps.Single(p => p.Key == OnnxMetadataKeys.ScorePoolHeight).Value = "5");
+        Assert.Contains("disagree", Assert.Throws<InvalidDataException>(() => OnnxExport.ReadInfo(edited)).Message, StringComparison.Ordinal);
     }
 
     [Fact]

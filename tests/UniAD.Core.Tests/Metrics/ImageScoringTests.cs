@@ -20,6 +20,59 @@ public sealed class ImageScoringTests
         Assert.Equal(5.0, ImageScoring.PooledMax(map, 3, 3, poolSize: 3));
     }
 
+    [Fact]
+    public void Rectangular_windows_match_hand_computed_scores()
+    {
+        // 3 x 3 map 1..9: a 1 x 3 window averages a row (2, 5, 8), a 3 x 1 window a column (4, 5, 6), 2 x 3 two rows (3.5, 6.5).
+        float[] map = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        Assert.Equal(8.0, ImageScoring.PooledMax(map, 3, 3, poolHeight: 1, poolWidth: 3), 1e-15);
+        Assert.Equal(6.0, ImageScoring.PooledMax(map, 3, 3, poolHeight: 3, poolWidth: 1), 1e-15);
+        Assert.Equal(6.5, ImageScoring.PooledMax(map, 3, 3, poolHeight: 2, poolWidth: 3), 1e-15);
+        Assert.Equal(6.5, ImageScoring.Compute(map, 3, 3, poolHeight: 2, poolWidth: 3).PooledMax, 1e-15);
+        Assert.Equal(6.5, MapScore.Of(map, 3, 3, ImageScoreKind.PooledMax, poolHeight: 2, poolWidth: 3), 1e-15);
+        Assert.Equal(ImageScoring.PooledMax(map, 3, 3, poolSize: 2), ImageScoring.PooledMax(map, 3, 3, 2, 2));
+
+        // A window that does not fit names its side; MapScore falls back to the plain max as the detector does.
+        Assert.Equal("poolHeight", Assert.Throws<ArgumentOutOfRangeException>(() => ImageScoring.PooledMax(map, 3, 3, poolHeight: 4, poolWidth: 1)).ParamName);
+        Assert.Equal("poolWidth", Assert.Throws<ArgumentOutOfRangeException>(() => ImageScoring.PooledMax(map, 3, 3, poolHeight: 1, poolWidth: 0)).ParamName);
+        Assert.Equal(9.0, MapScore.Of(map, 3, 3, ImageScoreKind.PooledMax, poolHeight: 1, poolWidth: 4));
+        Assert.Throws<ArgumentException>(() => MapScore.Of(map, 3, 3, ImageScoreKind.PooledMax, poolHeight: 0, poolWidth: 2));
+    }
+
+    [Theory]
+    [InlineData(20, 23, 2, 16)]
+    [InlineData(31, 17, 9, 3)]
+    [InlineData(12, 40, 12, 1)]
+    public void Rectangular_pooled_max_equals_an_explicit_window_search_and_libtorch(int height, int width, int poolHeight, int poolWidth)
+    {
+        var rng = new Random((height * 1000) + (width * 10) + poolHeight);
+        var map = Enumerable.Range(0, height * width).Select(_ => (float)((rng.NextDouble() * 4) - 1)).ToArray();
+        double expected = double.NegativeInfinity;
+        for (int y = 0; y + poolHeight <= height; y++)
+        {
+            for (int x = 0; x + poolWidth <= width; x++)
+            {
+                double sum = 0;
+                for (int dy = 0; dy < poolHeight; dy++)
+                {
+                    for (int dx = 0; dx < poolWidth; dx++)
+                    {
+                        sum += map[((y + dy) * width) + x + dx];
+                    }
+                }
+
+                expected = Math.Max(expected, sum / (poolHeight * poolWidth));
+            }
+        }
+
+        Assert.Equal(expected, ImageScoring.PooledMax(map, height, width, poolHeight, poolWidth), 1e-12);
+        Assert.Equal(expected, MapScore.Of(map, height, width, ImageScoreKind.PooledMax, poolHeight, poolWidth), 1e-12);
+        using var t = tensor(map).reshape(1, 1, height, width);
+        using var pooled = nn.functional.avg_pool2d(t, [poolHeight, poolWidth], [1, 1]);
+        Assert.Equal(expected, pooled.max().item<float>(), 1e-5);
+        Assert.Equal(expected, ImageScoring.Compute(t, poolHeight, poolWidth)[0].PooledMax, 1e-12);
+    }
+
     [Theory]
     [InlineData(20, 23, 16)]
     [InlineData(16, 16, 16)]
