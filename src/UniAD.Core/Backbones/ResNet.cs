@@ -229,8 +229,8 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
         var bgrScale = tensor(new[] { 255 * inputStd[2], 255 * inputStd[1], 255 * inputStd[0] }, ScalarType.Float32, images.device).reshape(1, 3, 1, 1);
         var bgrOffset = tensor(new[] { 255 * inputMean[2], 255 * inputMean[1], 255 * inputMean[0] }, ScalarType.Float32, images.device).reshape(1, 3, 1, 1);
         var mean = MlNetBackbone.MeanImageAt(mean_image, images.shape[2], images.shape[3]).to(images.device);
-        var offset = bgrOffset - mean;
-        return images.flip(1).mul(bgrScale).add_(offset).MoveToOuterDisposeScope();
+        var offset = bgrOffset.Plus(mean.neg());
+        return images.flip(1).mul(bgrScale).PlusInPlace(offset).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using UniAD.Core.TorchSupport;
 using Microsoft.Extensions.Logging;
 using UniAD.Core.Data;
 using static TorchSharp.torch;
@@ -57,7 +58,7 @@ public sealed partial class AnomalyDetector
                         if (sums.TryGetValue(name, out var acc))
                         {
                             var grid = F.adaptive_avg_pool2d(map, new[] { acc.Sum.shape[0], acc.Sum.shape[1] })[0, 0];
-                            acc.Sum.add_(grid);
+                            acc.Sum.PlusInPlace(grid); // ScalarSafe: an implicit alpha can be freed under the call (it crashed a 30-minute run)
                             sums[name] = (acc.Sum, acc.Count + 1);
                         }
                         else
@@ -75,7 +76,7 @@ public sealed partial class AnomalyDetector
             foreach (var (name, (sum, count)) in sums.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             {
                 using var scope = NewDisposeScope();
-                var mean = (sum / count).unsqueeze(0).unsqueeze(0);
+                var mean = sum.DividedBy(count).unsqueeze(0).unsqueeze(0);
                 int k = options.SmoothRadius;
                 var smooth = k == 0 ? mean : F.avg_pool2d(mean, 2 * k + 1, stride: 1, padding: k, count_include_pad: false);
                 var values = smooth[0, 0].to(float32).contiguous().data<float>().ToArray();

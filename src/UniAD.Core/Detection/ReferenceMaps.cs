@@ -1,3 +1,4 @@
+using UniAD.Core.TorchSupport;
 using System.Collections.Concurrent;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -122,7 +123,7 @@ public sealed class ReferenceMaps
         {
             using var grid = tensor(r.Values.ToArray(), new long[] { 1, 1, r.Height, r.Width });
             using var up = F.interpolate(grid, new[] { key.H, key.W }, mode: InterpolationMode.Bilinear, align_corners: false);
-            return (up.squeeze(0).squeeze(0) + r.Epsilon).DetachFromDisposeScope();
+            return up.squeeze(0).squeeze(0).PlusScalar(r.Epsilon).DetachFromDisposeScope();
         });
         return cpu.device == device ? cpu.alias() : cpu.to(device);
     }
