@@ -1,6 +1,6 @@
-using UniAD.Core.TorchSupport;
 using Microsoft.Extensions.Logging;
 using UniAD.Core.Data;
+using UniAD.Core.TorchSupport;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 

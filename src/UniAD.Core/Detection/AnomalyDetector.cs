@@ -79,7 +79,7 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            var updated = Options with { ScoreKind = kind, ScorePoolSize = poolWidth, ScorePoolHeight = poolHeight == poolWidth ? null : poolHeight };
+            var updated = Options.WithScoreWindow(kind, poolHeight, poolWidth);
             if (updated == Options)
             {
                 return;

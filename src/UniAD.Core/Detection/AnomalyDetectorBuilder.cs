@@ -104,7 +104,7 @@ public sealed class AnomalyDetectorBuilder
     /// <summary>How image scores are computed from anomaly maps (the reference: pooled max with a 16 x 16 window; CIFAR-10: mean).</summary>
     public AnomalyDetectorBuilder WithImageScore(ImageScoreKind kind, int poolSize = 16)
     {
-        options = options with { ScoreKind = kind, ScorePoolSize = poolSize, ScorePoolHeight = null };
+        options = options.WithScoreWindow(kind, poolSize, poolSize);
         return this;
     }
 
@@ -115,7 +115,7 @@ public sealed class AnomalyDetectorBuilder
     /// </summary>
     public AnomalyDetectorBuilder WithImageScore(ImageScoreKind kind, int poolHeight, int poolWidth)
     {
-        options = options with { ScoreKind = kind, ScorePoolSize = poolWidth, ScorePoolHeight = poolHeight == poolWidth ? null : poolHeight };
+        options = options.WithScoreWindow(kind, poolHeight, poolWidth);
         return this;
     }
 

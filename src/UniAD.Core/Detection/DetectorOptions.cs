@@ -43,6 +43,10 @@ public sealed record DetectorOptions
     /// <summary>The pooled-max window's rows: <see cref="ScorePoolHeight"/>, or <see cref="ScorePoolSize"/> for a square one.</summary>
     internal int ScoreWindowHeight => ScorePoolHeight ?? ScorePoolSize;
 
+    /// <summary>These options with another image score over a <paramref name="poolHeight"/> x <paramref name="poolWidth"/> window (a square one keeps no height).</summary>
+    internal DetectorOptions WithScoreWindow(ImageScoreKind kind, int poolHeight, int poolWidth) =>
+        this with { ScoreKind = kind, ScorePoolSize = poolWidth, ScorePoolHeight = poolHeight == poolWidth ? null : poolHeight };
+
     /// <summary>ImageNet normalisation mean per channel.</summary>
     public IReadOnlyList<double> PixelMean { get; init; } = Data.PreprocessOptions.ImageNetMean;
 

@@ -1,5 +1,5 @@
-using UniAD.Core.TorchSupport;
 using System.Collections.Concurrent;
+using UniAD.Core.TorchSupport;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
