@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace UniAD.Core.Metrics;
 
 /// <summary>
@@ -29,7 +31,7 @@ public static class MapScore
         switch (kind)
         {
             case ImageScoreKind.PooledMax when height >= poolHeight && width >= poolWidth:
-                return PooledMax(map, height, width, poolHeight, poolWidth);
+                return WindowMax(map, height, width, poolHeight, poolWidth);
             case ImageScoreKind.PooledMax or ImageScoreKind.PlainMax:
                 float max = float.NegativeInfinity;
                 foreach (var v in map)
@@ -64,31 +66,71 @@ public static class MapScore
         }
     }
 
-    /// <summary>Max over kh x kw window means, from a summed-area table (float64).</summary>
-    private static double PooledMax(ReadOnlySpan<float> map, int height, int width, int kh, int kw)
+    /// <summary>
+    /// The largest mean of a <paramref name="poolHeight"/> x <paramref name="poolWidth"/> window (stride 1, no padding),
+    /// from horizontal window sums of every row slid down the map (float64). The one implementation of the pooled max:
+    /// ImageScoring checks its arguments and calls it. The window must fit the map; callers check that.
+    /// </summary>
+    internal static double WindowMax(ReadOnlySpan<float> map, int height, int width, int poolHeight, int poolWidth)
     {
-        var table = new double[(long)(height + 1) * (width + 1)];
-        int stride = width + 1;
-        for (int y = 0; y < height; y++)
+        int outWidth = width - poolWidth + 1;
+        var rows = ArrayPool<double>.Shared.Rent(height * outWidth);
+        var window = ArrayPool<double>.Shared.Rent(outWidth);
+        try
         {
-            double row = 0;
-            for (int x = 0; x < width; x++)
+            // Horizontal window sums of every row, then vertical sliding sums of those.
+            for (int y = 0; y < height; y++)
             {
-                row += map[(y * width) + x];
-                table[((y + 1) * stride) + x + 1] = table[(y * stride) + x + 1] + row;
-            }
-        }
+                var row = map.Slice(y * width, width);
+                double sum = 0;
+                for (int x = 0; x < poolWidth; x++)
+                {
+                    sum += row[x];
+                }
 
-        double best = double.NegativeInfinity, area = (double)kh * kw;
-        for (int y = 0; y + kh <= height; y++)
+                rows[y * outWidth] = sum;
+                for (int x = 1; x < outWidth; x++)
+                {
+                    sum += (double)row[x + poolWidth - 1] - row[x - 1];
+                    rows[(y * outWidth) + x] = sum;
+                }
+            }
+
+            var sums = window.AsSpan(0, outWidth);
+            sums.Clear();
+            for (int y = 0; y < poolHeight; y++)
+            {
+                for (int x = 0; x < outWidth; x++)
+                {
+                    sums[x] += rows[(y * outWidth) + x];
+                }
+            }
+
+            double best = double.NegativeInfinity;
+            for (int top = 0; ; top++)
+            {
+                foreach (double s in sums)
+                {
+                    best = Math.Max(best, s);
+                }
+
+                if (top + poolHeight >= height)
+                {
+                    break;
+                }
+
+                for (int x = 0; x < outWidth; x++)
+                {
+                    sums[x] += rows[((top + poolHeight) * outWidth) + x] - rows[(top * outWidth) + x];
+                }
+            }
+
+            return best / ((double)poolHeight * poolWidth);
+        }
+        finally
         {
-            for (int x = 0; x + kw <= width; x++)
-            {
-                double s = table[((y + kh) * stride) + x + kw] - table[(y * stride) + x + kw] - table[((y + kh) * stride) + x] + table[(y * stride) + x];
-                best = Math.Max(best, s / area);
-            }
+            ArrayPool<double>.Shared.Return(rows);
+            ArrayPool<double>.Shared.Return(window);
         }
-
-        return best;
     }
 }

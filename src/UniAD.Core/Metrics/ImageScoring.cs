@@ -1,4 +1,3 @@
-using System.Buffers;
 using MathNet.Numerics.Statistics;
 using static TorchSharp.torch;
 
@@ -146,64 +145,6 @@ public static class ImageScoring
         }
 
         InputChecks.RequireFiniteScores(map, nameof(map));
-        int outWidth = width - poolWidth + 1;
-        var rows = ArrayPool<double>.Shared.Rent(height * outWidth);
-        var window = ArrayPool<double>.Shared.Rent(outWidth);
-        try
-        {
-            // Horizontal window sums of every row, then vertical sliding sums of those.
-            for (int y = 0; y < height; y++)
-            {
-                var row = map.Slice(y * width, width);
-                double sum = 0;
-                for (int x = 0; x < poolWidth; x++)
-                {
-                    sum += row[x];
-                }
-
-                rows[y * outWidth] = sum;
-                for (int x = 1; x < outWidth; x++)
-                {
-                    sum += (double)row[x + poolWidth - 1] - row[x - 1];
-                    rows[(y * outWidth) + x] = sum;
-                }
-            }
-
-            var sums = window.AsSpan(0, outWidth);
-            sums.Clear();
-            for (int y = 0; y < poolHeight; y++)
-            {
-                for (int x = 0; x < outWidth; x++)
-                {
-                    sums[x] += rows[(y * outWidth) + x];
-                }
-            }
-
-            double best = double.NegativeInfinity;
-            for (int top = 0; ; top++)
-            {
-                foreach (double s in sums)
-                {
-                    best = Math.Max(best, s);
-                }
-
-                if (top + poolHeight >= height)
-                {
-                    break;
-                }
-
-                for (int x = 0; x < outWidth; x++)
-                {
-                    sums[x] += rows[((top + poolHeight) * outWidth) + x] - rows[(top * outWidth) + x];
-                }
-            }
-
-            return best / ((double)poolHeight * poolWidth);
-        }
-        finally
-        {
-            ArrayPool<double>.Shared.Return(rows);
-            ArrayPool<double>.Shared.Return(window);
-        }
+        return MapScore.WindowMax(map, height, width, poolHeight, poolWidth);
     }
 }
