@@ -48,6 +48,8 @@ public sealed class TrainingPresetTests
         Assert.Equal(2, o.Reconstruction.NumEncoderLayers);
         Assert.Equal(2, o.Reconstruction.NumDecoderLayers);
         Assert.Equal(20, o.Reconstruction.FeatureJitter!.Scale);
+        Assert.Equal(0.0, o.Reconstruction.Dropout);
+        Assert.Equal(0.1, new UniAD.Core.Reconstruction.ReconstructionOptions().Dropout); // the paper's, kept for DetectorPreset.Paper()
         Assert.Equal(UniAD.Core.Metrics.ImageScoreKind.PooledMax, o.ScoreKind);
         Assert.Equal(64, o.ScorePoolSize);
 
