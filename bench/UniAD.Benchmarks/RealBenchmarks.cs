@@ -12,7 +12,7 @@ using UniAD.Core.Metrics;
 /// table and one <c>real CLASS image-auroc X pixel-auroc Y</c> line per real class. Runs only with <c>--only real</c>.
 /// Options: [--data-root DIR] [--classes a,b] [--minutes N] [--backbone NAME] [--recipe cpu|paper] [--weights FILE]
 /// [--curve-points N] [--seed N] [--width N] [--layers N] (the last two shrink the network to check the code path quickly)
-/// [--dropout P] (the reconstruction's dropout, default the preset's 0.1: its masks are a large share of a CPU step)
+/// [--dropout P] (the reconstruction's dropout; default the preset's: none for the CPU preset, 0.1 for EfficientNet's paper network)
 /// [--save FILE] (keeps the calibrated detector, for looking at its maps afterwards) [--reference-maps on|off]
 /// (default on: the final table divides maps by per-class reference maps; the raw table is printed first)
 /// [--feature-cache on|off] (default on; off runs the backbone in every step, for the time-to-quality comparison).
