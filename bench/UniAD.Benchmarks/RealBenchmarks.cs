@@ -312,8 +312,8 @@ internal static class RealBenchmarks
         foreach (var name in realClasses)
         {
             var ordered = test.Samples.Where(s => s.ClassName == name).OrderBy(s => s.ImagePath, StringComparer.Ordinal).ToList();
-            var halves = new[] { ("even", 0), ("odd", 1) }
-                .Select(h => (Name: h.Item1, Source: new ImageSource($"{name}-{h.Item1}", ordered.Where((_, i) => i % 2 == h.Item2))))
+            var halves = new[] { "even", "odd" }
+                .Select((half, parity) => (Name: half, Source: new ImageSource($"{name}-{half}", ordered.Where((_, i) => i % 2 == parity))))
                 .ToList();
             var selections = new List<ScoreWindowSelection>();
             foreach (var (half, source) in halves)

@@ -42,9 +42,10 @@ public static class DetectorPreset
     /// The reconstruction's dropout in <see cref="CpuBudget"/>: none (the paper: 0.1). Dropout on the attention weights
     /// needs the explicit attention (its 256 x 256 weights a head materialised, masked and kept for the backward) instead
     /// of the fused scaled-dot-product kernel, which doubled a CPU step (599 against 298 ms at batch 8 on 2 AVX2 cores).
-    /// In a 30-minute budget the run without it trains more epochs and scored better on every class (KolektorSDD raw
-    /// maps 0.832 image / 0.899 pixel AUROC after 12 epochs against 0.817 / 0.890 after 9; docs/benchmarks.md); feature
-    /// jitter stays as the regulariser.
+    /// In a 30-minute budget the run without it trains more epochs, and every class's image and pixel AUROC and AU-PRO
+    /// were at least as good (KolektorSDD raw maps 0.832 image / 0.899 pixel AUROC after 12 epochs against 0.817 / 0.890
+    /// after 9; pixel AP 0.006 and 0.017 lower on two synthetic classes; docs/benchmarks.md); feature jitter stays as the
+    /// regulariser.
     /// </summary>
     public const double CpuDropout = 0.0;
 
