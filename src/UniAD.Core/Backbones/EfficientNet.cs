@@ -22,16 +22,24 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     private readonly long[]? symmetricPadding;
     private readonly long[]? kernelExtension;
     private readonly long[]? extendedPadding;
+    private readonly bool pointwise;
 
-    /// <summary>Creates the convolution.</summary>
+    /// <summary>Creates the convolution for a square nominal input.</summary>
     public Conv2dStaticSamePadding(long inChannels, long outChannels, int kernelSize, int stride, int nominalInputSize, bool bias, long groups = 1)
+        : this(inChannels, outChannels, kernelSize, stride, nominalInputSize, nominalInputSize, bias, groups)
+    {
+    }
+
+    /// <summary>Creates the convolution; rows are padded for the nominal height, columns for the nominal width.</summary>
+    public Conv2dStaticSamePadding(long inChannels, long outChannels, int kernelSize, int stride, int nominalInputHeight, int nominalInputWidth, bool bias, long groups = 1)
         : base(nameof(Conv2dStaticSamePadding))
     {
-        weight = new Parameter(empty(outChannels, inChannels / groups, kernelSize, kernelSize));
-        this.bias = bias ? new Parameter(zeros(outChannels)) : null;
+        weight = new Parameter(empty(outChannels, inChannels / groups, kernelSize, kernelSize, device: CPU));
+        this.bias = bias ? new Parameter(zeros(outChannels, device: CPU)) : null;
         strides = new long[] { stride, stride };
         this.groups = groups;
-        var (left, right, top, bottom) = EfficientNetSpec.SamePadding(nominalInputSize, kernelSize, stride);
+        var (_, _, top, bottom) = EfficientNetSpec.SamePadding(nominalInputHeight, kernelSize, stride);
+        var (left, right, _, _) = EfficientNetSpec.SamePadding(nominalInputWidth, kernelSize, stride);
         padding = new long[] { left, right, top, bottom };
 
         // Equal padding on both sides of each axis is the convolution's own zero padding, which saves
@@ -47,6 +55,7 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
             extendedPadding = new long[] { Math.Max(top, bottom), Math.Max(left, right) };
         }
 
+        pointwise = kernelSize == 1 && stride == 1 && groups == 1;
         RegisterComponents();
         using var _ = no_grad();
         init.kaiming_uniform_(weight, Math.Sqrt(5));
@@ -85,6 +94,11 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
     /// <summary>This convolution's padding, stride and groups applied with the given weight and bias.</summary>
     internal Tensor Convolve(Tensor input, Tensor convWeight, Tensor? convBias)
     {
+        if (pointwise && IsChannelsLast(input))
+        {
+            return Pointwise(input, convWeight, convBias);
+        }
+
         if (symmetricPadding is not null)
         {
             return F.conv2d(input, convWeight, convBias, strides: strides, padding: symmetricPadding, groups: groups);
@@ -92,6 +106,33 @@ public sealed class Conv2dStaticSamePadding : Module<Tensor, Tensor>
 
         using var padded = F.pad(input, padding);
         return F.conv2d(padded, convWeight, convBias, strides: strides, groups: groups);
+    }
+
+    /// <summary>True for a 4-D tensor laid out channels-last (NHWC strides).</summary>
+    private static bool IsChannelsLast(Tensor input)
+    {
+        if (input.dim() != 4)
+        {
+            return false;
+        }
+
+        using var nhwc = input.permute(0, 2, 3, 1);
+        return nhwc.is_contiguous();
+    }
+
+    /// <summary>
+    /// A 1 x 1, stride-1, ungrouped convolution of a channels-last input as the matrix product it is: every pixel's
+    /// channel vector times the weight matrix. It replaces oneDNN's channels-last 1 x 1 kernel, which on some
+    /// AVX-512 CPUs returns wrong values for some channel counts (measured on an AMD EPYC with AVX-512 under
+    /// TorchSharp 0.107: 336 to 112 channels off by up to 70 % of the output's magnitude, NCHW exact; the
+    /// regression test is <c>PointwiseConvolutionTests</c>). The result keeps the channels-last layout.
+    /// </summary>
+    private static Tensor Pointwise(Tensor input, Tensor convWeight, Tensor? convBias)
+    {
+        using var nhwc = input.permute(0, 2, 3, 1);
+        using var matrix = convWeight.reshape(convWeight.shape[0], convWeight.shape[1]);
+        using var product = F.linear(nhwc, matrix, convBias);
+        return product.permute(0, 3, 1, 2);
     }
 }
 
@@ -129,7 +170,7 @@ public sealed class MBConvBlock : Module<Tensor, Tensor>, IFusedWeightsCache
             _bn0 = BatchNorm2d(expanded, eps, momentum);
         }
 
-        _depthwise_conv = new Conv2dStaticSamePadding(expanded, expanded, spec.KernelSize, spec.Stride, spec.InputSize, bias: false, groups: expanded);
+        _depthwise_conv = new Conv2dStaticSamePadding(expanded, expanded, spec.KernelSize, spec.Stride, spec.InputSize, spec.InputWidth, bias: false, groups: expanded);
         _bn1 = BatchNorm2d(expanded, eps, momentum);
         int squeezed = Math.Max(1, (int)(spec.InputFilters * spec.SeRatio));
         _se_reduce = new Conv2dStaticSamePadding(expanded, squeezed, 1, 1, 1, bias: true);
@@ -242,7 +283,7 @@ public sealed class EfficientNet : Module<Tensor, Tensor>, IFusedWeightsCache
         }
 
         Spec = spec;
-        _conv_stem = new Conv2dStaticSamePadding(3, spec.StemFilters, 3, 2, spec.Resolution, bias: false);
+        _conv_stem = new Conv2dStaticSamePadding(3, spec.StemFilters, 3, 2, spec.Resolution, spec.ResolutionWidth, bias: false);
         _bn0 = BatchNorm2d(spec.StemFilters, 1e-3, 0.01);
         _blocks = new ModuleList<MBConvBlock>();
         foreach (var block in spec.Blocks.Take(last + 1))

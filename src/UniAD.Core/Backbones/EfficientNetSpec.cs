@@ -9,22 +9,29 @@ namespace UniAD.Core.Backbones;
 /// <param name="InputFilters">Input channels.</param>
 /// <param name="OutputFilters">Output channels.</param>
 /// <param name="SeRatio">Squeeze-excitation ratio.</param>
-/// <param name="InputSize">Nominal input resolution (height = width) the static padding is computed from.</param>
+/// <param name="InputSize">Nominal input height the static padding of rows is computed from (also the width, unless <see cref="InputWidth"/> says otherwise).</param>
 /// <param name="OutputStride">Stride of the block's output relative to the image.</param>
-public sealed record MBConvBlockSpec(int Index, int Stage, int KernelSize, int Stride, int ExpandRatio, int InputFilters, int OutputFilters, double SeRatio, int InputSize, int OutputStride);
+public sealed record MBConvBlockSpec(int Index, int Stage, int KernelSize, int Stride, int ExpandRatio, int InputFilters, int OutputFilters, double SeRatio, int InputSize, int OutputStride)
+{
+    /// <summary>Nominal input width the static padding of columns is computed from; <see cref="InputSize"/> for the square nominal sizes of the published variants.</summary>
+    public int InputWidth { get; init; } = InputSize;
+}
 
 /// <summary>A convolution whose static "same" padding differs from the padding the actual input size would give (<see cref="EfficientNetSpec.PaddingMismatches"/>).</summary>
 /// <param name="Block">The block whose depthwise convolution it is, or −1 for the stem.</param>
 /// <param name="KernelSize">Kernel size.</param>
 /// <param name="Stride">Stride.</param>
-/// <param name="NominalSize">The nominal input size the static padding is computed from.</param>
+/// <param name="NominalSize">The nominal input height the static padding of rows is computed from.</param>
 /// <param name="ActualHeight">The input height the convolution actually sees.</param>
 /// <param name="ActualWidth">The input width the convolution actually sees.</param>
 public sealed record PaddingMismatch(int Block, int KernelSize, int Stride, int NominalSize, int ActualHeight, int ActualWidth)
 {
+    /// <summary>The nominal input width the static padding of columns is computed from (<see cref="NominalSize"/> for square nominal sizes).</summary>
+    public int NominalWidth { get; init; } = NominalSize;
+
     /// <inheritdoc />
     public override string ToString() =>
-        $"{(Block < 0 ? "stem" : $"block {Block} depthwise")} {KernelSize} x {KernelSize} stride {Stride}: nominal {NominalSize}, actual {ActualHeight} x {ActualWidth}";
+        $"{(Block < 0 ? "stem" : $"block {Block} depthwise")} {KernelSize} x {KernelSize} stride {Stride}: nominal {(NominalWidth == NominalSize ? NominalSize.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"{NominalSize} x {NominalWidth}")}, actual {ActualHeight} x {ActualWidth}";
 }
 
 /// <summary>
@@ -47,17 +54,19 @@ public sealed record EfficientNetSpec
         ["b4"] = (1.4, 1.8, 380), ["b5"] = (1.6, 2.2, 456), ["b6"] = (1.8, 2.6, 528), ["b7"] = (2.0, 3.1, 600),
     };
 
-    private EfficientNetSpec(string variant, double width, double depth, int resolution)
+    private EfficientNetSpec(string variant, double width, double depth, int resolution, int resolutionWidth)
     {
         Variant = variant;
         WidthCoefficient = width;
         DepthCoefficient = depth;
         Resolution = resolution;
+        ResolutionWidth = resolutionWidth;
         StemFilters = RoundFilters(32, width);
         HeadFilters = RoundFilters(1280, width);
 
         var blocks = new List<MBConvBlockSpec>();
         int size = (int)Math.Ceiling(resolution / 2.0); // after the stride-2 stem
+        int sizeWidth = (int)Math.Ceiling(resolutionWidth / 2.0);
         int stride = 2;
         for (int s = 0; s < BaseStages.Length; s++)
         {
@@ -68,8 +77,9 @@ public sealed record EfficientNetSpec
             {
                 int blockStride = r == 0 ? b.Stride : 1;
                 stride *= blockStride;
-                blocks.Add(new MBConvBlockSpec(blocks.Count, s + 1, b.Kernel, blockStride, b.Expand, r == 0 ? input : output, output, b.Se, size, stride));
+                blocks.Add(new MBConvBlockSpec(blocks.Count, s + 1, b.Kernel, blockStride, b.Expand, r == 0 ? input : output, output, b.Se, size, stride) { InputWidth = sizeWidth });
                 size = (int)Math.Ceiling(size / (double)blockStride);
+                sizeWidth = (int)Math.Ceiling(sizeWidth / (double)blockStride);
             }
         }
 
@@ -90,8 +100,11 @@ public sealed record EfficientNetSpec
     /// <summary>Depth multiplier.</summary>
     public double DepthCoefficient { get; }
 
-    /// <summary>Nominal resolution; the static padding of every convolution is computed from it, not from the actual input.</summary>
+    /// <summary>Nominal resolution (the height); the static padding of every convolution is computed from it, not from the actual input.</summary>
     public int Resolution { get; }
+
+    /// <summary>Nominal width: <see cref="Resolution"/> for the published variants, another value only through <see cref="WithNominalResolution(int, int)"/>.</summary>
+    public int ResolutionWidth { get; }
 
     /// <summary>Stem output channels.</summary>
     public int StemFilters { get; }
@@ -112,7 +125,7 @@ public sealed record EfficientNetSpec
         ArgumentNullException.ThrowIfNull(variant);
         var key = variant.Trim().ToLowerInvariant().Replace("efficientnet", string.Empty, StringComparison.Ordinal).TrimStart('-', '_');
         return Scaling.TryGetValue(key, out var s)
-            ? new EfficientNetSpec(key, s.Width, s.Depth, s.Resolution)
+            ? new EfficientNetSpec(key, s.Width, s.Depth, s.Resolution, s.Resolution)
             : throw new ArgumentException($"Unknown EfficientNet variant '{variant}'; expected b0 to b7.", nameof(variant));
     }
 
@@ -122,9 +135,20 @@ public sealed record EfficientNetSpec
     /// show, in tests, that the padding decides the numbers.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The resolution is not positive.</exception>
-    public EfficientNetSpec WithNominalResolution(int resolution) => resolution > 0
-        ? new EfficientNetSpec(Variant, WidthCoefficient, DepthCoefficient, resolution)
-        : throw new ArgumentOutOfRangeException(nameof(resolution), resolution, "The resolution must be positive.");
+    public EfficientNetSpec WithNominalResolution(int resolution) => WithNominalResolution(resolution, resolution);
+
+    /// <summary>
+    /// The spec with the static padding of rows computed for the nominal height <paramref name="height"/> and that of
+    /// columns for the nominal width <paramref name="width"/>: with the actual size of a non-square input, "dynamic"
+    /// same padding on each axis.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive.</exception>
+    public EfficientNetSpec WithNominalResolution(int height, int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        return new EfficientNetSpec(Variant, WidthCoefficient, DepthCoefficient, height, width);
+    }
 
     /// <summary>
     /// The convolutions up to block <paramref name="lastBlock"/> (the stem and every block's depthwise
@@ -146,24 +170,25 @@ public sealed record EfficientNetSpec
 
         var mismatches = new List<PaddingMismatch>();
         int height = inputHeight, width = inputWidth;
-        void Check(int block, int nominal, int kernel, int stride)
+        void Check(int block, int nominal, int nominalWidth, int kernel, int stride)
         {
-            var fixedPadding = SamePadding(nominal, kernel, stride);
+            var fixedRows = SamePadding(nominal, kernel, stride);
+            var fixedColumns = SamePadding(nominalWidth, kernel, stride);
             var rows = SamePadding(height, kernel, stride);
             var columns = SamePadding(width, kernel, stride);
-            if (rows.Top != fixedPadding.Top || rows.Bottom != fixedPadding.Bottom || columns.Left != fixedPadding.Left || columns.Right != fixedPadding.Right)
+            if (rows.Top != fixedRows.Top || rows.Bottom != fixedRows.Bottom || columns.Left != fixedColumns.Left || columns.Right != fixedColumns.Right)
             {
-                mismatches.Add(new PaddingMismatch(block, kernel, stride, nominal, height, width));
+                mismatches.Add(new PaddingMismatch(block, kernel, stride, nominal, height, width) { NominalWidth = nominalWidth });
             }
 
             height = (int)Math.Ceiling(height / (double)stride);
             width = (int)Math.Ceiling(width / (double)stride);
         }
 
-        Check(-1, Resolution, 3, 2);
+        Check(-1, Resolution, ResolutionWidth, 3, 2);
         foreach (var block in Blocks.Take(lastBlock + 1))
         {
-            Check(block.Index, block.InputSize, block.KernelSize, block.Stride);
+            Check(block.Index, block.InputSize, block.InputWidth, block.KernelSize, block.Stride);
         }
 
         return mismatches;

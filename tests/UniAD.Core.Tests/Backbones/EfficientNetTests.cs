@@ -112,6 +112,25 @@ public sealed class EfficientNetTests
         // 224 x 230: the width reaches block 1 (3 x 3, stride 2) as 115 (odd) against the nominal 112.
         Assert.Equal(new PaddingMismatch(1, 3, 2, 112, 112, 115), b0.PaddingMismatches(224, 230, 2)[0]);
         Assert.Throws<ArgumentOutOfRangeException>(() => b0.PaddingMismatches(224, 224, b0.Blocks.Count));
+
+        // Per axis: with the nominal size 224 x 230 (dynamic padding for that input) nothing differs; with 230 x 224 both
+        // axes do (rows 224 against 230: block 1 sees 112 against 115; columns the reverse).
+        Assert.Empty(b0.WithNominalResolution(224, 230).PaddingMismatches(224, 230, b0.Blocks.Count - 1));
+        var swapped = b0.WithNominalResolution(230, 224).PaddingMismatches(224, 230, 2);
+        Assert.Equal(new PaddingMismatch(1, 3, 2, 115, 112, 115) { NominalWidth = 112 }, swapped[0]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => b0.WithNominalResolution(224, 0));
+    }
+
+    [Fact]
+    public void Non_square_nominal_sizes_pad_rows_and_columns_separately()
+    {
+        // 3 x 3 stride 2: a nominal size of 112 (even) pads 0 before and 1 after, 115 (odd) pads 1 and 1.
+        using var conv = new Conv2dStaticSamePadding(3, 3, 3, 2, nominalInputHeight: 112, nominalInputWidth: 115, bias: false);
+        Assert.Equal(new long[] { 1, 1, 0, 1 }, conv.Padding.ToArray()); // left, right, top, bottom
+        var spec = EfficientNetSpec.Get("b0").WithNominalResolution(100, 120);
+        Assert.Equal((100, 120), (spec.Resolution, spec.ResolutionWidth));
+        Assert.Equal((50, 60), (spec.Blocks[0].InputSize, spec.Blocks[0].InputWidth));
+        Assert.All(EfficientNetSpec.Get("b4").Blocks, b => Assert.Equal(b.InputSize, b.InputWidth));
     }
 
     [Theory]
