@@ -50,8 +50,8 @@ public sealed class MultiheadAttention : Module<Tensor, Tensor, Tensor, Tensor?,
         NumHeads = numHeads;
         Dropout = dropout;
         this.dropoutRandom = dropoutRandom ?? new DropoutRandom(0);
-        in_proj_weight = new Parameter(empty(3 * embedDim, embedDim));
-        in_proj_bias = new Parameter(zeros(3 * embedDim));
+        in_proj_weight = new Parameter(empty(3 * embedDim, embedDim, device: CPU));
+        in_proj_bias = new Parameter(zeros(3 * embedDim, device: CPU));
         out_proj = Linear(embedDim, embedDim);
         RegisterComponents();
         ResetParameters(generator);

@@ -57,7 +57,7 @@ public static class NeighborMask
             values[i] = blocked[i] ? float.NegativeInfinity : 0f;
         }
 
-        using var cpu = tensor(values, new long[] { featureSize.Count, featureSize.Count });
+        using var cpu = tensor(values, new long[] { featureSize.Count, featureSize.Count }, device: CPU);
         return device is null || device.type == TorchSharp.DeviceType.CPU ? cpu.clone() : cpu.to(device);
     }
 

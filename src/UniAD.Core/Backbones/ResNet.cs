@@ -130,7 +130,7 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
         this.inputStd = inputStd.ToArray();
         if (variant == ResNetVariant.MlNetResNet18)
         {
-            mean_image = zeros(1, 3, MlNetBackbone.MeanImageSize, MlNetBackbone.MeanImageSize);
+            mean_image = zeros(1, 3, MlNetBackbone.MeanImageSize, MlNetBackbone.MeanImageSize, device: CPU);
         }
 
         var (bottleneck, repeats, widthPerGroup) = Architecture(variant);
@@ -226,8 +226,8 @@ public sealed class ResNetFeatureExtractor : FeatureExtractor
 
         MlNetBackbone.CheckInputSize(images.shape[2], images.shape[3]);
         using var scope = NewDisposeScope();
-        var bgrScale = tensor(new[] { 255 * inputStd[2], 255 * inputStd[1], 255 * inputStd[0] }, ScalarType.Float32, images.device).reshape(1, 3, 1, 1);
-        var bgrOffset = tensor(new[] { 255 * inputMean[2], 255 * inputMean[1], 255 * inputMean[0] }, ScalarType.Float32, images.device).reshape(1, 3, 1, 1);
+        var bgrScale = tensor(new[] { 255 * inputStd[2], 255 * inputStd[1], 255 * inputStd[0] }, dtype: ScalarType.Float32, device: images.device).reshape(1, 3, 1, 1);
+        var bgrOffset = tensor(new[] { 255 * inputMean[2], 255 * inputMean[1], 255 * inputMean[0] }, dtype: ScalarType.Float32, device: images.device).reshape(1, 3, 1, 1);
         var mean = MlNetBackbone.MeanImageAt(mean_image, images.shape[2], images.shape[3]).to(images.device);
         var offset = bgrOffset.Plus(mean.neg());
         return images.flip(1).mul(bgrScale).PlusInPlace(offset).MoveToOuterDisposeScope();

@@ -256,7 +256,7 @@ public sealed class FeatureCache
             });
 
             var samples = order.Skip(start).Take(n).Select(i => source.Samples[i]).ToList();
-            yield return new FeatureBatch(tensor(buffer, new long[] { n, c, h, w }), samples);
+            yield return new FeatureBatch(tensor(buffer, new long[] { n, c, h, w }, device: CPU), samples);
         }
     }
 

@@ -68,7 +68,7 @@ public abstract class SampleBatch : IDisposable
         Samples = samples;
         ClassNames = samples.Select(s => s.ClassName).ToList();
         Paths = samples.Select(s => s.ImagePath).ToList();
-        Labels = tensor(samples.Select(s => (long)s.Label).ToArray(), new long[] { samples.Count });
+        Labels = tensor(samples.Select(s => (long)s.Label).ToArray(), new long[] { samples.Count }, device: CPU);
         Labels.DetachFromDisposeScope();
     }
 
@@ -367,10 +367,10 @@ public sealed class ImageBatchLoader
 internal sealed record PreparedBatch(float[] Images, float[]? Masks, List<ImageSample> Samples, List<int> Indices, int Consumed)
 {
     /// <summary>The images as an n x 3 x H x W tensor.</summary>
-    public Tensor ImageTensor(GridSize size) => tensor(Filled(Images, 3 * size.Count), new long[] { Samples.Count, 3, size.Height, size.Width });
+    public Tensor ImageTensor(GridSize size) => tensor(Filled(Images, 3 * size.Count), new long[] { Samples.Count, 3, size.Height, size.Width }, device: CPU);
 
     /// <summary>The masks as an n x 1 x H x W tensor, or null.</summary>
-    public Tensor? MaskTensor(GridSize size) => Masks is null ? null : tensor(Filled(Masks, size.Count), new long[] { Samples.Count, 1, size.Height, size.Width });
+    public Tensor? MaskTensor(GridSize size) => Masks is null ? null : tensor(Filled(Masks, size.Count), new long[] { Samples.Count, 1, size.Height, size.Width }, device: CPU);
 
     // The filled part of a buffer sized for a whole batch (the last batch may be short).
     private float[] Filled(float[] buffer, int perImage) => buffer.Length == Samples.Count * perImage ? buffer : buffer.AsSpan(0, Samples.Count * perImage).ToArray();

@@ -25,7 +25,7 @@ public static class ImagePreprocessor
         ArgumentNullException.ThrowIfNull(image);
         options = Checked(options);
         var size = options.InputSize;
-        return tensor(ImageNormalizer.ToChw(image, options), new long[] { 3, size.Height, size.Width });
+        return tensor(ImageNormalizer.ToChw(image, options), new long[] { 3, size.Height, size.Width }, device: CPU);
     }
 
     /// <summary>Decodes a mask file into a 1 x H x W float32 tensor of 0 (normal) and 1 (anomalous: grey value above 0).</summary>
@@ -38,7 +38,7 @@ public static class ImagePreprocessor
         var mask = PilResize.Nearest(ImageDecoder.DecodeMask(path, options.MaxImagePixels), size.Width, size.Height);
         var data = new float[size.Count];
         WriteMask(mask.Values, data);
-        return tensor(data, new long[] { 1, size.Height, size.Width });
+        return tensor(data, new long[] { 1, size.Height, size.Width }, device: CPU);
     }
 
     /// <summary>Resizes with PIL's BILINEAR filter (antialiased when shrinking), on 8-bit values with PIL's fixed-point rounding.</summary>

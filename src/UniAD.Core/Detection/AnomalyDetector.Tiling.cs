@@ -170,6 +170,6 @@ public sealed partial class AnomalyDetector
             }
         }
 
-        return tensor(values, new long[] { 1, 1, working.Height, working.Width });
+        return tensor(values, new long[] { 1, 1, working.Height, working.Width }, device: CPU);
     }
 }

@@ -357,6 +357,7 @@ public sealed partial class AnomalyDetector
                 }
             }
 
+            TorchSupport.TorchDevices.Synchronize(Device); // CUDA queues kernels: time the work, not the launches
             times.Add(watch.Elapsed.TotalSeconds);
             watch.Restart();
             if (times.Count >= 2 && times.Sum() >= limit.TotalSeconds)
@@ -393,8 +394,11 @@ public sealed partial class AnomalyDetector
         {
             using var optimizer = new AdamW(copies, options.Optimizer);
             optimizer.Step(); // allocates the moments
+            var device = parameters[0].device;
+            TorchSupport.TorchDevices.Synchronize(device);
             var watch = Stopwatch.StartNew();
             optimizer.Step();
+            TorchSupport.TorchDevices.Synchronize(device);
             return watch.Elapsed.TotalSeconds;
         }
         finally

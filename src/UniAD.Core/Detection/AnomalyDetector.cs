@@ -289,7 +289,7 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
                     }
                     else if (withMask.Length > 0)
                     {
-                        using var index = tensor(withMask);
+                        using var index = tensor(withMask, device: CPU);
                         using var someMaps = maps.index_select(0, index);
                         using var someMasks = m.index_select(0, index);
                         pixels.Add(someMaps, someMasks);
@@ -371,7 +371,7 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
         {
             using (batch)
             {
-                using var masks = batch.Masks ?? zeros(maps.shape);
+                using var masks = batch.Masks ?? zeros(maps.shape, device: maps.device);
                 if (batch.HasMask.All(m => m))
                 {
                     builder.Add(batch.ClassNames, maps.cpu(), masks.cpu());
@@ -516,7 +516,7 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
                 InputSize = model.InputSize,
                 Reconstruction = o,
             };
-            var target = device is null ? CPU : new Device(device);
+            var target = device is null ? CPU : TorchSupport.TorchDevices.Parse(device);
             model.to(target);
             return new AnomalyDetector(options, model, target, loggerFactory, calibration: null, epochsTrained: 0);
         }

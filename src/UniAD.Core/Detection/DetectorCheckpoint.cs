@@ -99,7 +99,7 @@ public static class DetectorCheckpoint
             References = references?.Select((r, i) => new ReferenceInfo(i, r.ClassName, r.Height, r.Width, r.Epsilon, r.Images)).ToList(),
         };
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        var referenceTensors = references?.Select(r => tensor(r.Values.ToArray(), new long[] { r.Height, r.Width })).ToList() ?? new List<Tensor>();
+        var referenceTensors = references?.Select(r => tensor(r.Values.ToArray(), new long[] { r.Height, r.Width }, device: CPU)).ToList() ?? new List<Tensor>();
         for (int i = 0; i < referenceTensors.Count; i++)
         {
             tensors[ReferencePrefix + i.ToString(System.Globalization.CultureInfo.InvariantCulture)] = referenceTensors[i];

@@ -50,7 +50,7 @@ public sealed record ReferenceMapOptions
 public sealed class ReferenceMaps
 {
     private readonly Dictionary<string, ClassReferenceMap> classes;
-    private readonly ConcurrentDictionary<(string Class, long H, long W), Tensor> resized = new();
+    private readonly ConcurrentDictionary<(string Class, long H, long W, string Device), Tensor> resized = new();
 
     /// <summary>Creates the set from per-class references.</summary>
     /// <exception cref="ArgumentException">A reference is inconsistent (sizes, non-finite or negative values, epsilon not positive) or a class repeats.</exception>
@@ -119,12 +119,15 @@ public sealed class ReferenceMaps
     {
         ScoringSteps.RequireClasses(classes.Keys, new[] { className }); // the scorers' own check and messages
         var r = classes[className!];
-        var cpu = resized.GetOrAdd((r.ClassName, height, width), key =>
+        // Cached per class, size AND device (by its name: Device has no value equality), so a GPU detector copies each
+        // reference to the device once, not at every normalisation.
+        var cached = resized.GetOrAdd((r.ClassName, height, width, device.ToString()), key =>
         {
-            using var grid = tensor(r.Values.ToArray(), new long[] { 1, 1, r.Height, r.Width });
+            using var grid = tensor(r.Values.ToArray(), new long[] { 1, 1, r.Height, r.Width }, device: CPU);
             using var up = F.interpolate(grid, new[] { key.H, key.W }, mode: InterpolationMode.Bilinear, align_corners: false);
-            return up.squeeze(0).squeeze(0).PlusScalar(r.Epsilon).DetachFromDisposeScope();
+            using var onCpu = up.squeeze(0).squeeze(0).PlusScalar(r.Epsilon);
+            return (TorchSupport.TorchDevices.Same(onCpu.device, device) ? onCpu.alias() : onCpu.to(device)).DetachFromDisposeScope();
         });
-        return cpu.device == device ? cpu.alias() : cpu.to(device);
+        return cached.alias();
     }
 }

@@ -60,7 +60,7 @@ internal static class ReferenceMapEmitter
         {
             var r = classes[k];
             using var scope2 = NewDisposeScope();
-            using var grid = tensor(r.Values.ToArray(), new long[] { 1, 1, r.Height, r.Width });
+            using var grid = tensor(r.Values.ToArray(), new long[] { 1, 1, r.Height, r.Width }, device: CPU);
             var up = OnnxGraph.Values(F.interpolate(grid, new[] { height, width }, mode: InterpolationMode.Bilinear, align_corners: false));
             float epsilon = (float)r.Epsilon;
             for (long j = 0; j < plane; j++)

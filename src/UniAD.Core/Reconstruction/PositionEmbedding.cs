@@ -85,13 +85,13 @@ public sealed class SinePositionEmbedding : PositionEmbedding
         int h = FeatureSize.Height, w = FeatureSize.Width, feats = HiddenDim / 2;
         const double temperature = 10000.0, scale = 2 * Math.PI, eps = 1e-6;
         using var scope = NewDisposeScope();
-        var ones = torch.ones(h, w, dtype: float32);
+        var ones = torch.ones(h, w, dtype: float32, device: CPU);
         var yEmbed = ones.cumsum(0, float32);
         var xEmbed = ones.cumsum(1, float32);
         yEmbed = (yEmbed / yEmbed[TensorIndex.Slice(-1), TensorIndex.Colon].PlusScalar(eps)).Times(scale);
         xEmbed = (xEmbed / xEmbed[TensorIndex.Colon, TensorIndex.Slice(-1)].PlusScalar(eps)).Times(scale);
 
-        var dimT = arange(feats, dtype: float32);
+        var dimT = arange(feats, dtype: float32, device: CPU);
         dimT = pow(temperature, 2 * floor_divide(dimT, 2) / feats);
 
         var posX = xEmbed.unsqueeze(-1) / dimT;

@@ -24,8 +24,9 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
     private readonly UniADTransformer transformer;
     private readonly Linear input_proj;
     private readonly Linear output_proj;
-    private readonly Dictionary<string, Generator> jitterGenerators = new();
+    private readonly object noiseGate = new();
     private readonly DropoutRandom dropoutRandom;
+    private Generator? jitterGenerator;
     private Random jitterCoin;
     private long noiseSeed;
 
@@ -53,18 +54,15 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
     /// <summary>
     /// Restarts every source of training noise (feature jitter, dropout masks) from <paramref name="seed"/>,
     /// as if the network had been built with it. A trainer that reseeds at every epoch start makes a run
-    /// resumed at an epoch boundary repeat an uninterrupted one exactly (on the CPU).
+    /// resumed at an epoch boundary repeat an uninterrupted one exactly, on any device: the noise is drawn on the CPU
+    /// from these seeds and moved to the network's device.
     /// </summary>
     public void ReseedNoise(long seed)
     {
-        lock (jitterGenerators)
+        lock (noiseGate)
         {
-            foreach (var g in jitterGenerators.Values)
-            {
-                g.Dispose();
-            }
-
-            jitterGenerators.Clear();
+            jitterGenerator?.Dispose();
+            jitterGenerator = null;
             noiseSeed = seed;
             jitterCoin = new Random(unchecked((int)(seed ^ (seed >> 32))));
             dropoutRandom.Reseed(seed ^ 0x5DEECE66DL);
@@ -107,23 +105,20 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
 
     private Tensor AddJitter(Tensor tokens, FeatureJitterOptions jitter)
     {
-        lock (jitterGenerators)
+        lock (noiseGate)
         {
             if (jitterCoin.NextDouble() > jitter.Probability)
             {
                 return tokens;
             }
 
-            var key = tokens.device.ToString();
-            if (!jitterGenerators.TryGetValue(key, out var generator))
-            {
-                generator = new Generator(unchecked((ulong)noiseSeed + 0x9E3779B97F4A7C15UL), tokens.device);
-                jitterGenerators[key] = generator;
-            }
-
+            // The seeded generator is a CPU one and the noise is drawn on the CPU, then moved: TorchSharp 0.107's native
+            // generator ignores a device argument and always makes a CPU generator (TorchSharp issue 1194), which a CUDA
+            // draw rejects. CPU and CUDA training therefore get the same noise.
+            jitterGenerator ??= new Generator(unchecked((ulong)noiseSeed + 0x9E3779B97F4A7C15UL));
             long channels = tokens.shape[2];
             var norms = tokens.norm(2, keepdim: true).DividedBy(channels);
-            var noise = randn(tokens.shape, dtype: tokens.dtype, device: tokens.device, generator: generator);
+            var noise = randn(tokens.shape, dtype: tokens.dtype, device: CPU, generator: jitterGenerator).to(tokens.device); // the forward's scope frees both
             return tokens.Plus(noise.mul(norms).Times(jitter.Scale));
         }
     }
@@ -155,14 +150,10 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
     {
         if (disposing)
         {
-            lock (jitterGenerators)
+            lock (noiseGate)
             {
-                foreach (var g in jitterGenerators.Values)
-                {
-                    g.Dispose();
-                }
-
-                jitterGenerators.Clear();
+                jitterGenerator?.Dispose();
+                jitterGenerator = null;
             }
         }
 

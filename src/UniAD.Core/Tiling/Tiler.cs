@@ -59,6 +59,6 @@ public static class Tiler
 
         using var cpu = m.to(float32).cpu().contiguous();
         var stitched = TileMaps.Stitch(cpu.data<float>().ToArray(), grid, margin);
-        return tensor(stitched, new long[] { grid.ImageSize.Height, grid.ImageSize.Width });
+        return tensor(stitched, new long[] { grid.ImageSize.Height, grid.ImageSize.Width }, device: CPU);
     }
 }

@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
-using F = TorchSharp.torch.nn.functional;
 
 namespace UniAD.Core.TorchSupport;
 
@@ -44,7 +43,7 @@ public sealed class DropoutRandom
             throw new ArgumentOutOfRangeException(nameof(p), p, "The dropout probability must lie in [0, 1).");
         }
 
-        var mask = empty(shape, dtype: ScalarType.Float32);
+        var mask = empty(shape, dtype: ScalarType.Float32, device: CPU); // filled through .bytes: always on the CPU
         long n = mask.numel();
         ulong call = unchecked((ulong)Interlocked.Increment(ref calls));
         uint threshold = (uint)Math.Min(uint.MaxValue, Math.Round(p * 4294967296.0));
@@ -67,7 +66,7 @@ public sealed class DropoutRandom
         return mask;
     }
 
-    /// <summary>Applies dropout to <paramref name="x"/>: a mask from this source on the CPU, libtorch's own dropout elsewhere.</summary>
+    /// <summary>Applies dropout to <paramref name="x"/> with a mask from this source, drawn on the CPU and moved to <paramref name="x"/>'s device.</summary>
     public Tensor Apply(Tensor x, double p)
     {
         if (p == 0)
@@ -75,12 +74,17 @@ public sealed class DropoutRandom
             return x.alias();
         }
 
+        // Off the CPU too the mask comes from this seeded stream, drawn on the CPU and copied to the device: libtorch's
+        // own CUDA dropout would draw from the device's global generator, which no seed of this library reaches, so a
+        // seeded or resumed GPU run would not repeat. The copy costs 4 bytes per element per call (about 10 MB for the
+        // attention weights of a paper-size batch of 8), small next to a GPU step's own traffic.
+        using var mask = Mask(x.shape, p);
         if (x.device_type != TorchSharp.DeviceType.CPU)
         {
-            return F.dropout(x, p, training: true);
+            using var onDevice = mask.to(x.dtype).to(x.device);
+            return x * onDevice;
         }
 
-        using var mask = Mask(x.shape, p);
         return x * (x.dtype == ScalarType.Float32 ? mask : mask.to(x.dtype));
     }
 

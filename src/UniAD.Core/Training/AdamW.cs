@@ -122,7 +122,7 @@ public sealed class AdamW : IDisposable
         {
             result["exp_avg." + name] = s.ExpAvg.detach().clone().DetachFromDisposeScope();
             result["exp_avg_sq." + name] = s.ExpAvgSq.detach().clone().DetachFromDisposeScope();
-            result["step." + name] = tensor(s.Step).DetachFromDisposeScope();
+            result["step." + name] = tensor(s.Step, device: CPU).DetachFromDisposeScope();
         }
 
         return result;

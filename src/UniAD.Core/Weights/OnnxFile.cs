@@ -123,7 +123,7 @@ internal sealed class OnnxFile
             throw new InvalidDataException($"'{Path}': initializer '{name}' holds {values.Length} values; its shape [{string.Join(", ", dims)}] needs {count}.");
         }
 
-        return tensor(values, dims, ScalarType.Float32);
+        return tensor(values, dims, ScalarType.Float32, device: CPU);
     }
 
     /// <summary>An integer-list attribute of <paramref name="node"/>, or <paramref name="fallback"/> when absent.</summary>

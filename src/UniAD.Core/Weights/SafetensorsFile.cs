@@ -116,7 +116,7 @@ public static class SafetensorsFile
                     throw new InvalidDataException($"'{path}': tensor '{property.Name}' claims bytes {begin}..{end} of a {dataLength}-byte data section (truncated file?).");
                 }
 
-                var t = empty(shape, dtype: dtype);
+                var t = empty(shape, dtype: dtype, device: CPU); // filled through .bytes: always on the CPU
                 if (t.numel() * t.ElementSize != end - begin)
                 {
                     t.Dispose();
