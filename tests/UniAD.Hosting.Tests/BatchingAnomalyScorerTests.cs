@@ -42,7 +42,7 @@ public sealed class BatchingAnomalyScorerTests(TestModels models)
         for (int i = 0; i < expected.Count; i++)
         {
             Assert.Equal(expected[i].Source, results[i].Source);
-            Assert.Equal(expected[i].Score, results[i].Score, 5);
+            Assert.Equal(expected[i].Score, results[i].Score, 1e-5 * Math.Max(1, Math.Abs(expected[i].Score)));
             Assert.Equal(expected[i].IsAnomalous, results[i].IsAnomalous);
         }
 

@@ -120,7 +120,7 @@ public sealed class ScorerLoadTests(SyntheticData data) : IClassFixture<Syntheti
         Assert.Equal(sequential, concurrent);
         using (var quiet = OnnxAnomalyScorer.Load(path, new OnnxScorerOptions { IntraOpThreads = 2, AllowSpinning = false }))
         {
-            Assert.Equal(sequential[0], quiet.Score(paths[0]).Score);
+            Assert.Equal(sequential[0], quiet.Score(paths[0]).Score, 1e-6 * Math.Max(1, Math.Abs(sequential[0]))); // 1 and 2 intra-op threads may sum in another order
         }
 
         scorer.Dispose();

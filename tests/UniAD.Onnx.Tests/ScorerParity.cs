@@ -46,7 +46,10 @@ public static class ScorerParity
 
         double scoreDiff = Math.Abs(actual.Score - expected.Score);
         Assert.True(Within(scoreDiff, expected.Score), $"{what}: score: scorer {actual.Score:G9}, detector {expected.Score:G9} (|diff| {scoreDiff:E3} > 1e-4 abs/rel).");
-        Assert.True(expected.IsAnomalous == actual.IsAnomalous, $"{what}: verdict: scorer {actual.IsAnomalous}, detector {expected.IsAnomalous} (scores {actual.Score:G9} / {expected.Score:G9}).");
+        // Verdicts agree, or the two scores (already within the tolerance) lie on the two sides of the one threshold: a
+        // near-tie that float32 summation order decides (another CPU's kernels), never a different rule.
+        Assert.True(expected.IsAnomalous == actual.IsAnomalous || (expected.IsAnomalous is { } ev && actual.IsAnomalous is not null && (ev ? actual.Score < expected.Score : actual.Score > expected.Score)),
+            $"{what}: verdict: scorer {actual.IsAnomalous}, detector {expected.IsAnomalous} (scores {actual.Score:G9} / {expected.Score:G9}).");
         Assert.Equal(expected.NormalizedScore.HasValue, actual.NormalizedScore.HasValue);
         if (expected.NormalizedScore is { } n)
         {
@@ -56,11 +59,31 @@ public static class ScorerParity
         Assert.Equal(expected.Mask is null, actual.Mask is null);
         if (expected.Mask is { } mask)
         {
-            int mismatches = mask.Zip(actual.Mask!).Count(p => p.First != p.Second);
-            Assert.True(mismatches == 0, $"{what}: {mismatches} of {mask.Length} mask pixels differ.");
+            // The same for mask pixels: a pixel may differ only where the two maps straddle the one threshold (the
+            // detector's value above the scorer's where only the detector marks it, and the reverse), and only rarely.
+            int mismatches = 0;
+            for (int j = 0; j < mask.Length; j++)
+            {
+                if (mask[j] != actual.Mask![j])
+                {
+                    Assert.True(mask[j] == 1 ? a[j] < e[j] : a[j] > e[j], $"{what}: mask pixel {j} is {mask[j]} for the detector (map {e[j]:G9}) and {actual.Mask[j]} for the scorer (map {a[j]:G9}): no one threshold gives both.");
+                    mismatches++;
+                }
+            }
+
+            Assert.True(mismatches <= Math.Max(1, mask.Length / 1000), $"{what}: {mismatches} of {mask.Length} mask pixels differ (near-ties allowed: 0.1 %).");
         }
 
         return new ParityDiff(mapDiff, mapScale, scoreDiff, Math.Abs(expected.Score));
+    }
+
+    /// <summary>The midpoint between <paramref name="sorted"/>[<paramref name="index"/>] and the next larger value (a threshold on no produced value).</summary>
+    public static double Between<T>(IReadOnlyList<T> sorted, int index)
+        where T : IConvertible
+    {
+        double at = sorted[index].ToDouble(System.Globalization.CultureInfo.InvariantCulture);
+        var next = sorted.Skip(index + 1).Select(v => v.ToDouble(System.Globalization.CultureInfo.InvariantCulture)).FirstOrDefault(v => v > at, at + Math.Max(1e-6, Math.Abs(at) * 1e-3));
+        return (at + next) / 2;
     }
 
     /// <summary>Compares lists of results pairwise and combines the differences.</summary>

@@ -447,6 +447,7 @@ public sealed class FoldedBatchNormTests
             expected = extractor.forward(images)[1].DetachFromDisposeScope();
         }
 
+        float scale = expected.abs().max().item<float>();
         extractor.InvalidateFusedWeights();
         var results = new float[4];
         Parallel.For(0, results.Length, i =>
@@ -455,6 +456,8 @@ public sealed class FoldedBatchNormTests
             results[i] = (extractor.forward(images)[1] - expected).abs().max().item<float>();
         });
         expected.Dispose();
-        Assert.All(results, r => Assert.Equal(0f, r));
+        // A race in the folding would give other weights (differences of the features' own size); concurrent callers
+        // may split libtorch's threads differently, which moves float32 sums by rounding only.
+        Assert.All(results, r => Assert.True(r <= 1e-6f * scale, $"a concurrent first forward differs by {r:E2} (max |feature| {scale:E2})"));
     }
 }

@@ -24,7 +24,7 @@ public sealed class PositionEmbeddingTests
                     double p = isY ? (y + 1) / (h + 1e-6) * 2 * Math.PI : (x + 1) / (w + 1e-6) * 2 * Math.PI;
                     double arg = p / Math.Pow(10000, 2.0 * (i / 2) / feats);
                     double expected = i % 2 == 0 ? Math.Sin(arg) : Math.Cos(arg);
-                    Assert.Equal(expected, values[((y * w) + x) * c + k], 5);
+                    Assert.Equal(expected, values[((y * w) + x) * c + k], 1e-6);
                 }
             }
         }
