@@ -24,6 +24,7 @@ internal static class ExportCommand
             var outputPath = p.GetRequiredValue(output);
             PathChecks.InputFile(modelPath, "--model");
             PathChecks.OutputFile(outputPath, "--out");
+            PathChecks.NotAnInput(outputPath, "--out", (modelPath, "--model"));
             var names = p.GetValue(classes)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             using var detector = AnomalyDetector.Load(modelPath);
             var quantization = p.GetValue(quantize) ?? OnnxQuantization.None;

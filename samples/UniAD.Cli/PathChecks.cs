@@ -42,6 +42,22 @@ internal static class PathChecks
         WritableFolder(folder, option);
     }
 
+    /// <summary>
+    /// <paramref name="output"/> names none of <paramref name="inputs"/> (after resolving links, and case where the file
+    /// system ignores it): writing it would destroy an input the command reads.
+    /// </summary>
+    /// <exception cref="RefusedException">It does (exit code 1; the message names both options and the file).</exception>
+    public static void NotAnInput(string output, string outputOption, params (string? Path, string Option)[] inputs)
+    {
+        foreach (var (path, option) in inputs)
+        {
+            if (path is not null && UniAD.Core.Files.PathIdentity.Same(output, path))
+            {
+                throw new RefusedException($"{outputOption} '{output}' is the same file as {option} '{path}': writing it would destroy the input. Name another file.");
+            }
+        }
+    }
+
     /// <summary>The folder exists or can be created, and accepts a new file.</summary>
     public static void OutputFolder(string folder, string option)
     {

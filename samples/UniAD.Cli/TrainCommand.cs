@@ -97,6 +97,9 @@ internal static class TrainCommand
 
             var outputPath = p.GetRequiredValue(output);
             PathChecks.OutputFile(outputPath, "--out");
+            // Checkpoints go to --out and its .best file during training: neither may be a file training reads.
+            PathChecks.NotAnInput(outputPath, "--out", (training.ResumeFrom, "--resume"), (p.GetValue(weights), "--weights"));
+            PathChecks.NotAnInput(AnomalyDetector.BestPath(outputPath), "the best checkpoint beside --out", (training.ResumeFrom, "--resume"), (p.GetValue(weights), "--weights"));
             if (p.GetValue(weights) is { } weightsPath)
             {
                 PathChecks.InputFile(weightsPath, "--weights");

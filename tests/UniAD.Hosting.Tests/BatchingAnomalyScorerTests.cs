@@ -43,7 +43,10 @@ public sealed class BatchingAnomalyScorerTests(TestModels models)
         {
             Assert.Equal(expected[i].Source, results[i].Source);
             Assert.Equal(expected[i].Score, results[i].Score, 1e-5 * Math.Max(1, Math.Abs(expected[i].Score)));
-            Assert.Equal(expected[i].IsAnomalous, results[i].IsAnomalous);
+            // The tiny model is calibrated on these images, so a threshold equals one image's score: there either verdict is
+            // right (batches of 1, 5 and 8 round float32 sums differently on some CPUs); everywhere else they must agree.
+            Assert.True(expected[i].IsAnomalous == results[i].IsAnomalous || Math.Abs(expected[i].Score - reference.Calibration!.EffectiveImageThreshold) <= 1e-5 * Math.Max(1, Math.Abs(expected[i].Score)),
+                $"{expected[i].Source}: verdict {results[i].IsAnomalous} batched, {expected[i].IsAnomalous} alone (score {expected[i].Score:G9})");
         }
 
         var badError = await Assert.ThrowsAsync<ImageFileException>(() => bad);

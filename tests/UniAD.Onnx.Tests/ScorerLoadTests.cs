@@ -64,6 +64,15 @@ public sealed class ScorerLoadTests(SyntheticData data) : IClassFixture<Syntheti
         var broken = Rewrite(path, "broken.onnx", m => Entry(m, OnnxMetadataKeys.Calibration, create: true).Value = "{not json");
         Assert.Contains(OnnxMetadataKeys.Calibration, Assert.Throws<InvalidDataException>(() => OnnxAnomalyScorer.Load(broken)).Message);
 
+        // A threshold edited far outside the scores calibration saw (every image normal, or every one anomalous) is refused.
+        foreach (var (threshold, shown) in new[] { ("1e308", "1E+308"), ("-1e30", "-1E+30") })
+        {
+            var edited = Rewrite(path, "edited.onnx", m => Entry(m, OnnxMetadataKeys.Calibration, create: true).Value =
+                $$"""{"Method":"FalseAlarmRate","ImageThreshold":{{threshold}},"ImageMin":0.5,"ImageMax":2,"PixelThreshold":1,"PixelMin":0,"PixelMax":3,"Images":10}""");
+            var refused = Assert.Throws<InvalidDataException>(() => OnnxAnomalyScorer.Load(edited)).Message;
+            Assert.Contains($"image threshold {shown} outside the calibration's observed image scores [0.5, 2]", refused);
+        }
+
         var other = Rewrite(path, "other.onnx", m => Entry(m, OnnxMetadataKeys.Format).Value = "Something.Else");
         Assert.Contains("Something.Else", Assert.Throws<InvalidDataException>(() => OnnxAnomalyScorer.Load(other)).Message);
 

@@ -61,6 +61,19 @@ public sealed record Calibration(CalibrationMethod Method, double ImageThreshold
             return $"pixel min {PixelMin}, max {PixelMax}";
         }
 
+        // Every way of calibrating puts a threshold among the scores it saw (F1-max on a score, a false-alarm quantile
+        // between two, SetThresholds widens the range to the value set): one outside them makes every image normal, or
+        // every image anomalous, and can only come from an edited file.
+        if (ImageThreshold < ImageMin || ImageThreshold > ImageMax)
+        {
+            return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"image threshold {ImageThreshold:G9} outside the calibration's observed image scores [{ImageMin:G9}, {ImageMax:G9}]");
+        }
+
+        if (PixelThreshold is { } p && (p < PixelMin || p > PixelMax))
+        {
+            return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"pixel threshold {p:G9} outside the calibration's observed map values [{PixelMin:G9}, {PixelMax:G9}]");
+        }
+
         return null;
     }
 

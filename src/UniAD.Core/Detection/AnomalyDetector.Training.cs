@@ -120,19 +120,28 @@ public sealed partial class AnomalyDetector
                     optimizer.ZeroGrad();
                     var loss = AnomalyMap.Loss(reconstruction.Reconstruct(features), features);
                     loss.backward();
-                    if (options.ClipGradNorm > 0)
+                    double gradNorm = options.ClipGradNorm > 0 ? TorchSharp.torch.nn.utils.clip_grad_norm_(parameters, options.ClipGradNorm) : 0;
+                    float value = loss.item<float>();
+                    if (!float.IsFinite(value) || !double.IsFinite(gradNorm))
                     {
-                        TorchSharp.torch.nn.utils.clip_grad_norm_(parameters, options.ClipGradNorm);
+                        // Before the step: the weights stay those that produced a finite loss one step ago.
+                        throw new TrainingDivergedException(epoch, step + 1, float.IsFinite(value) ? $"the gradient norm is {gradNorm}" : $"the loss is {value}", optimizer.LearningRate, lastCheckpoint);
                     }
 
                     optimizer.Step();
-                    sum += loss.item<float>();
+                    sum += value;
                     step++;
                     progress?.Report(new TrainingProgress("training", epoch, plan.Epochs, step, steps, sum / step, optimizer.LearningRate, clock.Elapsed));
                 }
             }
 
             Model.eval();
+            if (TorchSupport.Finiteness.FirstNonFinite(reconstruction) is { } poisoned)
+            {
+                // The last step's update overflowed: stop before anything is checkpointed.
+                throw new TrainingDivergedException(epoch, 0, $"the weight '{poisoned}' is NaN or infinite after the epoch's last step", optimizer.LearningRate, lastCheckpoint);
+            }
+
             EpochsTrained = epoch;
             double epochLoss = step == 0 ? double.NaN : sum / step;
             losses.Add(epochLoss);

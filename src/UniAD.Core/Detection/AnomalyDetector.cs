@@ -181,6 +181,9 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     /// <summary>The device the model runs on.</summary>
     public Device Device { get; }
 
+    /// <summary>The full path of the checkpoint this detector was loaded from (<see cref="Load"/>), or null for a detector built or imported.</summary>
+    public string? SourcePath { get; internal set; }
+
     /// <summary>Thresholds and normalisation from <see cref="Calibrate"/>, or null when not calibrated.</summary>
     public Calibration? Calibration { get; private set; }
 

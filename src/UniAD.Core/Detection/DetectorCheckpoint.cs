@@ -92,6 +92,7 @@ public static class DetectorCheckpoint
 
     internal static void Save(AnomalyDetector detector, string path, AdamW? optimizer)
     {
+        TorchSupport.Finiteness.RequireFinite(detector.Model, $"save '{path}'");
         var references = detector.ReferenceMaps?.Classes.Values.OrderBy(r => r.ClassName, StringComparer.Ordinal).ToList();
         var info = new Info(Format, Version, LibraryVersion(), detector.Options, detector.Calibration, detector.EpochsTrained, optimizer?.LearningRate ?? 0, optimizer is not null)
         {
@@ -149,7 +150,13 @@ public static class DetectorCheckpoint
             try
             {
                 LoadModel(detector, tensors, path);
+                if (TorchSupport.Finiteness.FirstNonFinite(detector.Model) is { } poisoned)
+                {
+                    throw new InvalidDataException($"'{path}' holds NaN or infinite weights ('{poisoned}'): it comes from a training run that diverged; train again with a lower learning rate.");
+                }
+
                 detector.RestoreReferenceMaps(ReadReferences(info, tensors, path));
+                detector.SourcePath = Path.GetFullPath(path);
                 return detector;
             }
             catch

@@ -32,6 +32,7 @@ public static partial class OnnxExport
     /// <exception cref="DirectoryNotFoundException">The folder of <paramref name="path"/> does not exist.</exception>
     /// <exception cref="NotSupportedException">The model holds a module type the export does not know (named in the message).</exception>
     /// <exception cref="ArgumentException">The options are impossible (<see cref="OnnxExportOptions.Validate"/>).</exception>
+    /// <exception cref="InvalidOperationException">A weight is NaN or infinite (nothing is written), or <paramref name="path"/> is the checkpoint the detector was loaded from.</exception>
     public static void ExportOnnx(this AnomalyDetector detector, string path, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(detector);
@@ -39,13 +40,22 @@ public static partial class OnnxExport
         options ??= new OnnxExportOptions();
         options.Validate();
         var full = Path.GetFullPath(path);
+        if (detector.SourcePath is { } source && PathIdentity.Same(source, full))
+        {
+            throw new InvalidOperationException($"Cannot export to '{full}': it is the checkpoint this detector was loaded from, which the ONNX file would overwrite. Name another file.");
+        }
+
         var folder = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(folder))
         {
             throw new DirectoryNotFoundException($"Cannot export to '{full}': the folder '{folder}' does not exist.");
         }
 
-        var model = detector.UseModel(m => CreateModel(detector, m, options));
+        var model = detector.UseModel(m =>
+        {
+            TorchSupport.Finiteness.RequireFinite(m, $"export '{full}'");
+            return CreateModel(detector, m, options);
+        });
         AtomicFile.Write(full, stream => model.WriteTo(stream));
     }
 

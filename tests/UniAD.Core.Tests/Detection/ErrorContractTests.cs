@@ -80,6 +80,8 @@ public sealed class ErrorContractTests(SyntheticData data) : IClassFixture<Synth
     [InlineData("version", -3)]
     [InlineData("calibrationImages", 0)]
     [InlineData("calibrationMinAboveMax", 1)]
+    [InlineData("imageThresholdHuge", 1)]
+    [InlineData("pixelThresholdVeryNegative", 1)]
     public void Crafted_checkpoint_metadata_is_refused_at_load(string what, int value)
     {
         using var temp = new TempFolder();
@@ -108,6 +110,12 @@ public sealed class ErrorContractTests(SyntheticData data) : IClassFixture<Synth
                 case "calibrationImages":
                     calibration[Key(calibration, "Images")] = value;
                     break;
+                case "imageThresholdHuge": // every image would be normal
+                    calibration[Key(calibration, "ImageThreshold")] = 1e308;
+                    break;
+                case "pixelThresholdVeryNegative": // every pixel would be anomalous
+                    calibration[Key(calibration, "PixelThreshold")] = -1e30;
+                    break;
                 default:
                     calibration[Key(calibration, "ImageMin")] = 1e9;
                     break;
@@ -119,7 +127,15 @@ public sealed class ErrorContractTests(SyntheticData data) : IClassFixture<Synth
 
         var ex = Assert.Throws<InvalidDataException>(() => AnomalyDetector.Load(path));
         Assert.Contains(path, ex.Message);
-        Assert.Contains(what switch { "inputSize" => "65536x65536", "version" => $"version {value}", "calibrationImages" => "0 calibration images", _ => "min 1000000000" }, ex.Message);
+        Assert.Contains(what switch
+        {
+            "inputSize" => "65536x65536",
+            "version" => $"version {value}",
+            "calibrationImages" => "0 calibration images",
+            "imageThresholdHuge" => "image threshold 1E+308 outside the calibration's observed image scores [",
+            "pixelThresholdVeryNegative" => "pixel threshold -1E+30 outside the calibration's observed map values [",
+            _ => "min 1000000000",
+        }, ex.Message);
     }
 
     [Fact]
@@ -188,6 +204,9 @@ public sealed class ErrorContractTests(SyntheticData data) : IClassFixture<Synth
         Assert.NotNull(new Calibration(CalibrationMethod.F1Max, 1, 0, 2, 0.5, 2, 1, 10).Problem());
         Assert.NotNull(new Calibration(CalibrationMethod.F1Max, 1, 0, 2, double.PositiveInfinity, 0, 1, 10).Problem());
         Assert.NotNull(new Calibration((CalibrationMethod)7, 1, 0, 2, 0.5, 0, 1, 10).Problem());
+        Assert.Contains("image threshold 3 outside", new Calibration(CalibrationMethod.F1Max, 3, 0, 2, 0.5, 0, 1, 10).Problem());
+        Assert.Contains("pixel threshold -0.5 outside", new Calibration(CalibrationMethod.F1Max, 1, 0, 2, -0.5, 0, 1, 10).Problem());
+        Assert.Null(new Calibration(CalibrationMethod.F1Max, 2, 0, 2, 0, 0, 1, 10).Problem()); // the range's ends are inside
     }
 
     /// <summary>The property name as the checkpoint's JSON spells it (camel or Pascal case).</summary>

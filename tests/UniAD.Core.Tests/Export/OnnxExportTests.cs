@@ -242,23 +242,32 @@ public sealed class OnnxExportTests(SyntheticData data, ITestOutputHelper output
         using var scope = NewDisposeScope();
         var images = stack(samples.Select(s => ImagePreprocessor.LoadImage(s.ImagePath, detector.Preprocess)).ToArray());
         var ort = OnnxParity.Run(session, images);
-        int plane = 64 * 64, pixelMismatches = 0, anomalous = 0;
+        // Two runtimes agree within 1e-4 (the export's parity tolerance), so a value within that band of a threshold is a
+        // near-tie that float order decides on each CPU: either label is right there. Everything farther must agree.
+        double band = OnnxParity.Tolerance * Math.Max(1, Math.Abs(threshold)), pixelBand = OnnxParity.Tolerance * Math.Max(1, Math.Abs(pixelThreshold));
+        int plane = 64 * 64, pixelMismatches = 0, anomalous = 0, nearTies = 0;
         double margin = double.PositiveInfinity;
         for (int i = 0; i < samples.Count; i++)
         {
             bool label = ort.Scores[i] >= threshold;
-            Assert.True(expected[i].IsAnomalous == label, $"{samples[i].ImagePath}: ONNX Runtime score {ort.Scores[i]:G9} gives {label}, the detector {expected[i].Score:G9} gives {expected[i].IsAnomalous} (threshold {threshold:G9}).");
+            Assert.True(expected[i].IsAnomalous == label || Math.Abs(ort.Scores[i] - threshold) <= band, $"{samples[i].ImagePath}: ONNX Runtime score {ort.Scores[i]:G9} gives {label}, the detector {expected[i].Score:G9} gives {expected[i].IsAnomalous} (threshold {threshold:G9}).");
             anomalous += label ? 1 : 0;
             margin = Math.Min(margin, Math.Abs(expected[i].Score - threshold));
             var mask = expected[i].Mask!;
             for (int j = 0; j < plane; j++)
             {
-                pixelMismatches += (ort.Maps[(i * plane) + j] >= pixelThreshold ? 1 : 0) != mask[j] ? 1 : 0;
+                float value = ort.Maps[(i * plane) + j];
+                if ((value >= pixelThreshold ? 1 : 0) != mask[j])
+                {
+                    bool tie = Math.Abs(value - pixelThreshold) <= pixelBand;
+                    nearTies += tie ? 1 : 0;
+                    pixelMismatches += tie ? 0 : 1;
+                }
             }
         }
 
-        Assert.Equal(0, pixelMismatches);
-        output.WriteLine($"{samples.Count} test images ({samples.Count(s => s.IsAnomalous)} anomalous), {anomalous} flagged at the effective threshold {threshold:G6} ({calibration.Method}, sensitivity 0.6); smallest |score - threshold| {margin:E2}; pixel masks equal at {pixelThreshold:G6}");
+        Assert.True(pixelMismatches == 0, $"{pixelMismatches} mask pixels differ farther than {pixelBand:E1} from the pixel threshold {pixelThreshold:G9} ({nearTies} near-ties).");
+        output.WriteLine($"{samples.Count} test images ({samples.Count(s => s.IsAnomalous)} anomalous), {anomalous} flagged at the effective threshold {threshold:G6} ({calibration.Method}, sensitivity 0.6); smallest |score - threshold| {margin:E2}; pixel masks equal at {pixelThreshold:G6} but for {nearTies} near-ties");
     }
 
     [Fact]

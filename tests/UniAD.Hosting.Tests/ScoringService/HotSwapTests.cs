@@ -84,7 +84,7 @@ public sealed class HotSwapTests(TestModels models)
         foreach (var (_, verdict) in all)
         {
             double expected = verdict!.ModelGeneration % 2 == 1 ? scoreA : scoreB; // generations 1, 3, 5: A; 2, 4: B
-            Assert.True(Math.Abs(expected - verdict.Score) < 1e-5, $"generation {verdict.ModelGeneration} scored {verdict.Score}, expected {expected}");
+            Assert.True(Math.Abs(expected - verdict.Score) < 1e-5 * Math.Max(1, Math.Abs(expected)), $"generation {verdict.ModelGeneration} scored {verdict.Score}, expected {expected}");
         }
 
         Assert.False(IsDisposed(host.Provider.Acquire().Detector));
