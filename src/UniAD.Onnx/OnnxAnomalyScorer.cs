@@ -240,6 +240,17 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     /// <summary>Untiled: the images preprocessed to the input size, then one run for all of them.</summary>
     private List<AnomalyResult> ScoreUntiled(IReadOnlyList<(RgbImage Image, string? Name)> images, int? classIndex)
     {
+        if (Options.OnWarning is { } warn)
+        {
+            foreach (var (image, name) in images)
+            {
+                if (StretchWarning(name, image.Width, image.Height, Info.InputSize) is { } stretched)
+                {
+                    warn(stretched);
+                }
+            }
+        }
+
         int values = 3 * Info.InputSize.Count;
         var preprocess = Preprocess;
         var input = new float[(long)images.Count * values];

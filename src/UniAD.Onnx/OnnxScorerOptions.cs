@@ -49,6 +49,12 @@ public sealed record OnnxScorerOptions
     /// <summary>Images with more pixels are refused before decoding (decompression bombs); default PIL's limit.</summary>
     public long MaxImagePixels { get; init; } = ImageDecoder.DefaultMaxPixels;
 
+    /// <summary>
+    /// Receives the scorer's warnings (an untiled model stretching an image whose aspect ratio differs from its input's by
+    /// more than <see cref="UniAD.Core.Detection.ImageScorer.MaxUntiledStretch"/>); null (default) drops them. Called on the scoring thread.
+    /// </summary>
+    public Action<string>? OnWarning { get; init; }
+
     /// <summary>Checks every value and throws an exception naming the first one that is impossible.</summary>
     /// <exception cref="ArgumentException">A value is out of range or the provider is unknown.</exception>
     public void Validate()

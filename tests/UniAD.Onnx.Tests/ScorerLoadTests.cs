@@ -37,6 +37,20 @@ public sealed class ScorerLoadTests(SyntheticData data) : IClassFixture<Syntheti
     }
 
     [Fact]
+    public void An_untiled_scorer_reports_a_stretched_image_through_its_warning_callback()
+    {
+        using var detector = SyntheticData.TinyBuilder().Build();
+        var path = Path.Combine(root, "stretch.onnx");
+        detector.ExportOnnx(path);
+        var warnings = new List<string>();
+        using var scorer = OnnxAnomalyScorer.Load(path, new OnnxScorerOptions { OnWarning = warnings.Add });
+        var strip = new UniAD.Core.Data.RgbImage(300, 10, new byte[300 * 10 * 4]);
+        scorer.Score(strip, "strip.png");
+        var warning = Assert.Single(warnings);
+        Assert.Contains("'strip.png' (300 x 10) is stretched", warning, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Missing_keys_broken_values_newer_versions_and_mismatched_graphs_are_named()
     {
         using var detector = SyntheticData.TinyBuilder().Build();

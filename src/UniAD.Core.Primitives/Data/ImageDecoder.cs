@@ -3,7 +3,8 @@ using SkiaSharp;
 namespace UniAD.Core.Data;
 
 /// <summary>
-/// Decodes image files with SkiaSharp (PNG, JPEG, BMP and whatever else Skia reads) into 8-bit RGB:
+/// Decodes PNG, JPEG and BMP files with SkiaSharp into 8-bit RGB (other formats Skia could read, GIF or WEBP among them,
+/// are refused by content, as folder scans skip them by extension: one rule everywhere):
 /// grey and palette images are expanded, alpha is dropped without blending (as PIL's
 /// <c>convert("RGB")</c> does), 16-bit samples are scaled to 8 bits by Skia, colours are not
 /// colour-managed and EXIF orientation is not applied (neither does PIL's <c>Image.open</c>).
@@ -101,6 +102,34 @@ public static class ImageDecoder
         }
     }
 
+    /// <summary>
+    /// Why Skia could not even read the header: a known signature whose file lacks its end marker is truncated (a JPEG
+    /// cut before its scan data is refused here, not by the pixel decoder); a known signature otherwise has a corrupt
+    /// header; anything else is of an unknown format.
+    /// </summary>
+    private static string Unreadable(byte[] encoded)
+    {
+        ReadOnlySpan<byte> bytes = encoded;
+        string? format = bytes.StartsWith(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }) ? "PNG"
+            : bytes.StartsWith(new byte[] { 0xFF, 0xD8, 0xFF }) ? "JPEG"
+            : bytes.StartsWith("BM"u8) ? "BMP"
+            : bytes.StartsWith("GIF8"u8) ? "GIF"
+            : null;
+        bool complete = format switch
+        {
+            "PNG" => bytes.EndsWith(new byte[] { (byte)'I', (byte)'E', (byte)'N', (byte)'D', 0xAE, 0x42, 0x60, 0x82 }),
+            "JPEG" => bytes.EndsWith(new byte[] { 0xFF, 0xD9 }),
+            _ => true,
+        };
+        return format switch
+        {
+            null => "not a readable image: the format is unknown (PNG, JPEG and BMP are supported).",
+            "GIF" => "a GIF image: only PNG, JPEG and BMP are supported (convert it first).",
+            _ when !complete => $"the image data is truncated (the {format} file of {encoded.Length:N0} bytes ends before its end marker).",
+            _ => $"not a readable image: the {format} header is corrupt.",
+        };
+    }
+
     private static (int Width, int Height, byte[] Rgba) DecodeRgba(byte[] encoded, string name, long maxPixels)
     {
         if (encoded.Length == 0)
@@ -112,7 +141,12 @@ public static class ImageDecoder
         using var codec = SKCodec.Create(data);
         if (codec is null)
         {
-            throw new ImageFileException(name, "not a readable image: the header is corrupt or the format unknown (PNG, JPEG and BMP are supported).");
+            throw new ImageFileException(name, Unreadable(encoded));
+        }
+
+        if (codec.EncodedFormat is not (SKEncodedImageFormat.Png or SKEncodedImageFormat.Jpeg or SKEncodedImageFormat.Bmp))
+        {
+            throw new ImageFileException(name, $"a {codec.EncodedFormat.ToString().ToUpperInvariant()} image: only PNG, JPEG and BMP are supported (convert it first).");
         }
 
         var info = codec.Info;

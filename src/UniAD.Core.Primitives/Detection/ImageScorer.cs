@@ -23,8 +23,24 @@ public abstract class ImageScorer
     {
     }
 
+    /// <summary>
+    /// An untiled scorer resizes every image to its input size. When an image's aspect ratio differs from the input's by
+    /// more than this factor (4: a 1 x 5000 strip scored at 224 x 224, say), it warns that the image is stretched (the
+    /// detector in its log, the ONNX scorer through <c>OnnxScorerOptions.OnWarning</c>): tile such parts or crop them.
+    /// </summary>
+    public const double MaxUntiledStretch = 4.0;
+
     /// <summary>Images with more pixels are refused before decoding (decompression bombs).</summary>
     private protected abstract long MaxImagePixels { get; }
+
+    /// <summary>The warning for an image stretched beyond <see cref="MaxUntiledStretch"/> by an untiled scorer, or null.</summary>
+    private protected static string? StretchWarning(string? name, int width, int height, GridSize input)
+    {
+        double stretch = (width / (double)height) / (input.Width / (double)input.Height);
+        stretch = Math.Max(stretch, 1 / stretch);
+        return stretch <= MaxUntiledStretch ? null : string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"'{name ?? "image"}' ({width} x {height}) is stretched to the model's {input.Width} x {input.Height} input: its aspect ratio differs by a factor of {stretch:G3}, more than {MaxUntiledStretch}. Tile such parts (DetectorOptions.Tiling) or crop them.");
+    }
 
     /// <summary>Scores an image file.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>

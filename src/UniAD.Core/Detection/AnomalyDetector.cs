@@ -627,6 +627,14 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
             return ScoreTiled(images, className);
         }
 
+        foreach (var (image, name) in images)
+        {
+            if (StretchWarning(name, image.Width, image.Height, Options.InputSize) is { } stretched)
+            {
+                logger.LogWarning("{Warning}", stretched);
+            }
+        }
+
         using var scope = NewDisposeScope();
         var inputs = stack(images.Select(i => ImagePreprocessor.ToTensor(i.Image, Preprocess)).ToArray());
         var sizes = images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray();

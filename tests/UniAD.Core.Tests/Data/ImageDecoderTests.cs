@@ -9,6 +9,36 @@ public sealed class ImageDecoderTests : IDisposable
 
     public void Dispose() => temp.Dispose();
 
+    /// <summary>A 1 x 1 GIF89a, byte by byte (Skia can read GIF but not write it).</summary>
+    private static readonly byte[] OnePixelGif =
+    {
+        0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x21, 0xF9, 0x04,
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x2C, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B,
+    };
+
+    [Fact]
+    public void Only_png_jpeg_and_bmp_are_decoded_and_truncation_is_named_as_such()
+    {
+        // One rule: the formats folder scans take (.png, .jpg, .jpeg, .bmp); a GIF is refused by content, whatever its name.
+        var gif = Assert.Throws<ImageFileException>(() => ImageDecoder.Decode(OnePixelGif, "part.png"));
+        Assert.Contains("a GIF image: only PNG, JPEG and BMP are supported", gif.Message);
+
+        // A JPEG cut in its headers or in its scan data is "truncated", never "corrupt header" or "unknown format"; one
+        // that lacks only its end marker holds every row and decodes.
+        var jpeg = File.ReadAllBytes(TestImages.WriteJpeg(temp.File("whole.jpg"), TestImages.Pattern(64, 64, 3)));
+        foreach (int length in new[] { 200, jpeg.Length / 2 })
+        {
+            var cut = Assert.Throws<ImageFileException>(() => ImageDecoder.Decode(jpeg.AsSpan(0, length).ToArray(), $"cut-{length}.jpg"));
+            Assert.Contains("truncated", cut.Message);
+        }
+
+        Assert.Equal(64, ImageDecoder.Decode(jpeg.AsSpan(0, jpeg.Length - 2).ToArray(), "no-end-marker.jpg").Width);
+
+        var png = File.ReadAllBytes(TestImages.WritePng(temp.File("whole.png"), TestImages.Pattern(64, 64, 3)));
+        Assert.Contains("truncated", Assert.Throws<ImageFileException>(() => ImageDecoder.Decode(png.AsSpan(0, 30).ToArray(), "cut.png")).Message);
+        Assert.Contains("the format is unknown", Assert.Throws<ImageFileException>(() => ImageDecoder.Decode(new byte[] { 1, 2, 3, 4, 5, 6, 7, 8 }, "x.png")).Message);
+    }
+
     [Fact]
     public void Rgb_png_round_trips_exactly()
     {
