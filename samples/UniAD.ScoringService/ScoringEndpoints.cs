@@ -129,7 +129,7 @@ public static class ScoringEndpoints
 
         try
         {
-            var scored = await scorer.ScoreImageAsync(image, name, cancellationToken);
+            using var scored = await scorer.ScoreImageAsync(image, name, cancellationToken); // disposing gives its decoded memory back
             if (WantsHeatmap(request))
             {
                 var headers = context.Response.Headers;
@@ -148,14 +148,24 @@ public static class ScoringEndpoints
         {
             return Problem(StatusCodes.Status400BadRequest, "The image could not be decoded", ex.Reason, "bad_image", ex.FilePath);
         }
-        catch (ImageTooLargeException ex)
+        catch (ImageTooLargeException ex) when (ex.Setting == nameof(AnomalyDetectorServiceOptions.MaxImageBytes))
         {
             return TooLarge(ex.Name, ex.Length, ex.Limit);
+        }
+        catch (ImageTooLargeException ex)
+        {
+            return Problem(StatusCodes.Status413PayloadTooLarge, "Image too large", ex.Message, "too_large", ex.Name);
         }
         catch (ScorerUnavailableException ex)
         {
             context.Response.Headers.RetryAfter = "1";
-            return Problem(StatusCodes.Status503ServiceUnavailable, ex is ScoringQueueFullException ? "Scoring queue full" : "Scorer unavailable", ex.Message, ex is ScoringQueueFullException ? "queue_full" : "unavailable");
+            var (title, error) = ex switch
+            {
+                ScoringQueueFullException => ("Scoring queue full", "queue_full"),
+                ScoringMemoryBusyException => ("Scoring memory busy", "memory_busy"),
+                _ => ("Scorer unavailable", "unavailable"),
+            };
+            return Problem(StatusCodes.Status503ServiceUnavailable, title, ex.Message, error);
         }
     }
 

@@ -48,6 +48,17 @@ public sealed class AnomalyDetectorServiceOptions
     public long MaxImageBytes { get; set; } = 16L * 1024 * 1024;
 
     /// <summary>
+    /// The memory the scorer may hold for decoded images at once, in bytes (default 2 GiB; at least 64 MiB). Each request
+    /// is charged, from its header, <see cref="DecodedMemoryBudget.BytesPerPixel"/> bytes per pixel (the decoded image,
+    /// the map and mask at its size, the heat-map overlay and its PNG) from when it is accepted until its result is
+    /// disposed. A request that does not fit in what is left fails at once with <see cref="ScoringMemoryBusyException"/>
+    /// (HTTP 503 with Retry-After in the sample service); one larger than the whole budget fails with
+    /// <see cref="ImageTooLargeException"/> (HTTP 413). When the budget empties after heavy use the scorer asks the garbage
+    /// collector to return the memory to the system.
+    /// </summary>
+    public long MaxDecodedBytes { get; set; } = 2L * 1024 * 1024 * 1024;
+
+    /// <summary>
     /// Optional: the sensitivity in [0, 1] applied to every model the provider loads from a file (0.5 = the calibrated
     /// thresholds; higher flags more; see <c>AnomalyDetector.SetSensitivity</c>). The model must be calibrated.
     /// </summary>
@@ -102,6 +113,11 @@ internal sealed partial class AnomalyDetectorServiceOptionsValidator : IValidate
         if (options.MaxImageBytes < 1 || options.MaxImageBytes > Array.MaxLength)
         {
             failures.Add($"{prefix}{nameof(options.MaxImageBytes)} must lie in 1..{Array.MaxLength}; got {options.MaxImageBytes}.");
+        }
+
+        if (options.MaxDecodedBytes < DecodedMemoryBudget.MinimumBytes)
+        {
+            failures.Add($"{prefix}{nameof(options.MaxDecodedBytes)} must be at least {DecodedMemoryBudget.MinimumBytes} (64 MiB); got {options.MaxDecodedBytes}.");
         }
 
         if (options.Sensitivity is { } s && !(s >= 0 && s <= 1))

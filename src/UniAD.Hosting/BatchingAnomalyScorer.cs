@@ -32,6 +32,7 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
     private readonly AnomalyScoringMetrics metrics;
     private readonly ILogger logger;
     private readonly Channel<Request> queue;
+    private readonly DecodedMemoryBudget memory;
     private readonly CancellationTokenSource abort = new();
     private readonly CancellationToken abortToken; // read by the loop, so that it never touches the source after Dispose
     private volatile bool accepting = true;
@@ -55,6 +56,7 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
             FullMode = BoundedChannelFullMode.Wait, // writers use TryWrite: a full queue refuses, it never blocks nor drops
         });
         metrics.ObserveQueue(() => QueueLength);
+        memory = new DecodedMemoryBudget(Math.Max(DecodedMemoryBudget.MinimumBytes, this.options.MaxDecodedBytes));
         abortToken = abort.Token;
     }
 
@@ -67,9 +69,15 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
     /// <summary>The queue's capacity.</summary>
     public int QueueCapacity => Math.Max(1, options.QueueCapacity);
 
+    /// <summary>The decoded-memory budget (<see cref="AnomalyDetectorServiceOptions.MaxDecodedBytes"/>) and what is reserved of it.</summary>
+    public DecodedMemoryBudget Memory => memory;
+
     /// <inheritdoc />
-    public async Task<AnomalyResult> ScoreAsync(ReadOnlyMemory<byte> image, string? name = null, CancellationToken cancellationToken = default) =>
-        (await ScoreImageAsync(image, name, cancellationToken).ConfigureAwait(false)).Result;
+    public async Task<AnomalyResult> ScoreAsync(ReadOnlyMemory<byte> image, string? name = null, CancellationToken cancellationToken = default)
+    {
+        using var scored = await ScoreImageAsync(image, name, cancellationToken).ConfigureAwait(false);
+        return scored.Result;
+    }
 
     /// <inheritdoc />
     public Task<ScoredImage> ScoreImageAsync(ReadOnlyMemory<byte> image, string? name = null, CancellationToken cancellationToken = default)
@@ -85,11 +93,27 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
             return Task.FromException<ScoredImage>(new ImageTooLargeException(name, image.Length, options.MaxImageBytes));
         }
 
-        var request = new Request(image, name, cancellationToken);
+        // Decoded memory is reserved from the header before anything is decoded: a burst of large images is refused at once
+        // (503) instead of decoded side by side, and the reservation lasts until the caller disposes the result.
+        long cost = DecodedMemoryBudget.Cost(image);
+        if (cost > memory.Capacity)
+        {
+            metrics.Failed("too_large");
+            return Task.FromException<ScoredImage>(new ImageTooLargeException(name, cost, memory.Capacity, nameof(AnomalyDetectorServiceOptions.MaxDecodedBytes)));
+        }
+
+        if (!memory.TryReserve(cost, out var reservation))
+        {
+            metrics.Failed("memory_busy");
+            return Task.FromException<ScoredImage>(new ScoringMemoryBusyException(name, cost, memory.Available, memory.Capacity));
+        }
+
+        var request = new Request(image, name, cancellationToken, reservation!);
         request.WatchCancellation(); // before the loop can see it, so that a completed request never keeps a registration
         if (!accepting || !queue.Writer.TryWrite(request))
         {
             request.Forget();
+            request.Release();
             bool full = accepting;
             metrics.Failed(full ? "queue_full" : "unavailable");
             return Task.FromException<ScoredImage>(full ? new ScoringQueueFullException(QueueCapacity) : Stopped());
@@ -248,7 +272,11 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
         {
             if (!r.IsCompleted)
             {
-                batch.Add(r); // a request cancelled while queued is dropped here
+                batch.Add(r);
+            }
+            else
+            {
+                r.Release(); // a request cancelled while queued is dropped here, and its memory given back
             }
         }
     }
@@ -366,8 +394,8 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
         request.Fail(ex);
     }
 
-    /// <summary>One queued request and its caller's task.</summary>
-    private sealed class Request(ReadOnlyMemory<byte> image, string? name, CancellationToken cancellationToken)
+    /// <summary>One queued request, its caller's task and its share of the decoded-memory budget.</summary>
+    private sealed class Request(ReadOnlyMemory<byte> image, string? name, CancellationToken cancellationToken, DecodedMemoryBudget.Reservation reservation)
     {
         private readonly TaskCompletionSource<ScoredImage> completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private CancellationTokenRegistration registration;
@@ -392,16 +420,24 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
 
         public void Forget() => registration.Unregister();
 
+        /// <summary>Gives the request's memory back (no result will hold it).</summary>
+        public void Release() => reservation.Dispose();
+
+        /// <summary>Hands the result, and with it the reservation, to the caller (released when the caller disposes it).</summary>
         public void Succeed(ScoredImage result)
         {
             registration.Unregister();
-            completion.TrySetResult(result);
+            if (!completion.TrySetResult(result with { Lease = reservation }))
+            {
+                reservation.Dispose(); // cancelled meanwhile: nobody will dispose the result
+            }
         }
 
         public void Fail(Exception ex)
         {
             registration.Unregister();
             completion.TrySetException(ex);
+            reservation.Dispose();
         }
     }
 }

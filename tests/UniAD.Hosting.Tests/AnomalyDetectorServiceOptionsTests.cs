@@ -50,14 +50,15 @@ public sealed class AnomalyDetectorServiceOptionsTests(TestModels models)
             ["UniAD:QueueCapacity"] = "-1",
             ["UniAD:MaxImageBytes"] = "0",
             ["UniAD:Sensitivity"] = "1.5",
+            ["UniAD:MaxDecodedBytes"] = "1000",
         });
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
-        foreach (var key in new[] { "Device", "MaxBatchSize", "MaxBatchDelay", "QueueCapacity", "MaxImageBytes", "Sensitivity" })
+        foreach (var key in new[] { "Device", "MaxBatchSize", "MaxBatchDelay", "QueueCapacity", "MaxImageBytes", "Sensitivity", "MaxDecodedBytes" })
         {
             Assert.Contains($"UniAD:{key}", ex.Message);
         }
 
-        Assert.Equal(6, ex.Failures.Count());
+        Assert.Equal(7, ex.Failures.Count());
         Assert.DoesNotContain("ModelPath", ex.Message);
     }
 

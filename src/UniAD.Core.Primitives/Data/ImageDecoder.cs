@@ -38,6 +38,22 @@ public static class ImageDecoder
     }
 
     /// <summary>
+    /// The width and height an encoded image's header declares, without decoding a pixel (a service uses it to budget
+    /// memory before decoding); null when the header cannot be read.
+    /// </summary>
+    public static (int Width, int Height)? ReadSize(ReadOnlySpan<byte> encoded)
+    {
+        if (encoded.IsEmpty)
+        {
+            return null;
+        }
+
+        using var data = CreateData(encoded.ToArray());
+        using var codec = SKCodec.Create(data);
+        return codec is null ? null : (codec.Info.Width, codec.Info.Height);
+    }
+
+    /// <summary>
     /// Decodes a mask: grey values (colour masks are first turned grey with PIL's ITU-R 601-2 luma
     /// rounding), any value above 0 is anomalous.
     /// </summary>

@@ -38,6 +38,33 @@ public static class NativeAllocator
         }
     }
 
+    /// <summary>
+    /// Returns the C heap's free memory to the system (glibc's <c>malloc_trim(0)</c>): after a burst of large images,
+    /// native buffers (SkiaSharp's bitmaps and encoders, libtorch's tensors) are freed but glibc keeps the pages. A scoring
+    /// service calls it when its decoded-memory budget empties (<c>UniAD.Hosting</c> does). Does nothing elsewhere than
+    /// Linux with glibc.
+    /// </summary>
+    /// <returns>True when memory was returned; false when there was none to return or the C library is not glibc.</returns>
+    public static bool Trim()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+
+        try
+        {
+            return MallocTrim(0) == 1;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false;
+        }
+    }
+
     [DllImport("libc.so.6", EntryPoint = "mallopt", ExactSpelling = true)]
     private static extern int Mallopt(int param, int value);
+
+    [DllImport("libc.so.6", EntryPoint = "malloc_trim", ExactSpelling = true)]
+    private static extern int MallocTrim(nuint pad);
 }
