@@ -43,11 +43,13 @@ internal static class EvaluateCommand
             if (markdownPath is not null)
             {
                 PathChecks.OutputFile(markdownPath, "--markdown");
+                PathChecks.NotAnInput(markdownPath, "--markdown", (modelPath, "--model"));
             }
 
             if (jsonPath is not null && !jsonToStdout)
             {
                 PathChecks.OutputFile(jsonPath, "--json");
+                PathChecks.NotAnInput(jsonPath, "--json", (modelPath, "--model"), (markdownPath, "--markdown"));
             }
 
             var folder = p.GetValue(heatmaps);

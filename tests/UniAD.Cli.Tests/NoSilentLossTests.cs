@@ -35,6 +35,20 @@ public sealed class NoSilentLossTests(CliFixture fixture)
     }
 
     [Fact]
+    public void Evaluate_refuses_to_write_its_report_over_its_model()
+    {
+        var folder = fixture.NewFolder("evaluate-overwrite");
+        var model = Path.Combine(folder, "m.safetensors");
+        File.Copy(fixture.CalibratedModel, model);
+        var before = File.ReadAllBytes(model);
+        var run = CliRunner.Run("evaluate", "--model", model, "--data", $"mvtec:{fixture.Data}", "--json", model);
+        Assert.True(run.ExitCode == 1, run.ToString());
+        Assert.Contains("--json", run.Error, StringComparison.Ordinal);
+        Assert.Contains("is the same file as --model", run.Error, StringComparison.Ordinal);
+        Assert.Equal(before, File.ReadAllBytes(model));
+    }
+
+    [Fact]
     public void Train_refuses_an_output_that_is_its_resume_checkpoint_or_its_weights()
     {
         var folder = fixture.NewFolder("train-overwrite");
