@@ -45,7 +45,9 @@ internal static class TrainCommand
         var rate = CliOptions.Double("--rate", "The false-alarm rate of the calibration on normal images [default: 0.01].", 0, 1, exclusive: true, helpName: "R");
         var backbone = CliOptions.Name("--backbone", "NAME", "The frozen CNN backbone [default: efficientnet-b4].", Backbone.ModelNames);
         var layers = CliOptions.Ints("--layers", "The backbone's output layers [default: 1,2,3,4].", "L,L,...", min: 1);
-        var weights = CliOptions.Text("--weights", "FILE", "The backbone's pretrained weights (.pth, .safetensors or .onnx); without it the backbone is random.");
+        var weights = CliOptions.Text("--weights", "FILE", "The backbone's pretrained weights (.pth, .safetensors or .onnx); needed for every backbone but mlnet-resnet18 (which NuGet ships) unless --random-weights.");
+        var randomWeights = new Option<bool>("--random-weights") { Description = "Train on a backbone with RANDOM weights, knowingly (scores on real images are then meaningless; for tests and comparisons)." };
+        var preset = CliOptions.Choice("--preset", "cpu: the CPU preset (ImageNet ResNet-18 from NuGet layers 1-3, 256-pixel tiles of images 448 wide, width 128, 2 + 2 layers, the CPU recipe with a 30-minute budget unless --budget); paper: the paper's network and recipe (EfficientNet-B4: needs --weights) [default: the paper's network, as paper].", ("cpu", Preset.Cpu), ("paper", Preset.Paper));
         var epochs = CliOptions.Int("--epochs", "Epochs to train (with --budget: the most) [default: 1000; with --budget 10000].", min: 1);
         var batch = CliOptions.Int("--batch", "Batch size [default: 64; with --budget 8].", min: 1);
         var lr = CliOptions.Double("--lr", "The (peak) learning rate [default: 1e-4; with --budget 1e-3].", 0, double.MaxValue, exclusive: true);
@@ -72,16 +74,19 @@ internal static class TrainCommand
 
         var command = new Command("train", "Train one UniAD model on every class of a data source, validate, checkpoint and calibrate it.")
         {
-            data, output, validation, holdout, rate, backbone, layers, weights, epochs, batch, lr, input, stride, device,
+            data, output, validation, holdout, rate, backbone, layers, weights, randomWeights, preset, epochs, batch, lr, input, stride, device,
             evaluateEvery, checkpointEvery, resume, cacheDir, score, scoreWindow, seed, budget, schedule, warmup,
             tile, tileStride, resizeWidth, resize, placement, margin, missingMasks,
         };
         command.SetAction(p => Cli.Guard(ctx, p, () =>
         {
             // Everything the command line can get wrong first (exit 2), then every path (exit 1), then the work.
-            var recipe = Recipe(p.GetValue(budget), p.GetValue(schedule), p.GetValue(warmup));
+            bool cpuPreset = p.GetValue(preset) == Preset.Cpu;
+            var recipe = Recipe(p.GetValue(budget) ?? (cpuPreset ? CpuPresetBudget : null), p.GetValue(schedule), p.GetValue(warmup));
             int seedValue = p.GetValue(seed) ?? 133;
-            int inputSize = p.GetValue(input) ?? 224;
+            int inputSize = p.GetValue(input) ?? (cpuPreset ? DetectorPreset.CpuTile : 224);
+            var backboneName = p.GetValue(backbone) ?? (cpuPreset ? DetectorPreset.CpuBackbone : "efficientnet-b4");
+            RequireFeatures(backboneName, p.GetValue(weights), p.GetValue(randomWeights));
             var tiling = Tiling(p.GetValue(tile), p.GetValue(input), p.GetInts(tileStride), p.GetValue(resizeWidth), p.GetValue(resize), p.GetValue(placement), p.GetValue(margin), ref inputSize);
             var training = recipe with
             {
@@ -143,8 +148,9 @@ internal static class TrainCommand
             }
 
             training = training with { Validation = validationSource, CheckpointPath = outputPath };
-            var builder = new AnomalyDetectorBuilder()
-                .WithBackbone(p.GetValue(backbone) ?? "efficientnet-b4", p.GetInts(layers) ?? new[] { 1, 2, 3, 4 }, p.GetValue(weights))
+            // A preset gives the network; explicit options change it (the backbone, layers, input, stride, tiling, score).
+            var builder = (cpuPreset ? DetectorPreset.CpuBudget() : DetectorPreset.Paper())
+                .WithBackbone(backboneName, p.GetInts(layers) ?? (cpuPreset ? new[] { 1, 2, 3 } : new[] { 1, 2, 3, 4 }), p.GetValue(weights))
                 .WithInputSize(inputSize, inputSize)
                 .WithNeckStride(p.GetValue(stride) ?? 16)
                 .WithDevice(p.GetValue(device) ?? "cpu")
@@ -307,6 +313,36 @@ internal static class TrainCommand
 
     // --budget selects TrainingPreset.CpuBudget (batch 8, warm-up + cosine over the budget), otherwise the
     // reference recipe; --schedule and --warmup replace the schedule.
+    /// <summary>The presets of <c>--preset</c>.</summary>
+    private enum Preset
+    {
+        Cpu,
+        Paper,
+    }
+
+    /// <summary>The time budget of <c>--preset cpu</c> when <c>--budget</c> is not given.</summary>
+    public static readonly TimeSpan CpuPresetBudget = TimeSpan.FromMinutes(30);
+
+    /// <summary>
+    /// A new user must never train on random features without asking: every backbone but the one NuGet ships needs
+    /// <c>--weights</c>, or <c>--random-weights</c> to say that random features are meant (exit code 2 otherwise).
+    /// </summary>
+    private static void RequireFeatures(string backbone, string? weights, bool randomWeights)
+    {
+        bool shipped = string.Equals(backbone, DetectorPreset.CpuBackbone, StringComparison.OrdinalIgnoreCase);
+        if (weights is not null && randomWeights)
+        {
+            throw new UsageException("--weights and --random-weights exclude each other.");
+        }
+
+        if (!shipped && weights is null && !randomWeights)
+        {
+            throw new UsageException(
+                $"--backbone {backbone} has no pretrained weights unless you give them: --weights FILE (docs/weights.md says where to get them), " +
+                $"or --preset cpu (the ImageNet ResNet-18 that NuGet ships, nothing to download), or --random-weights to train on random features knowingly.");
+        }
+    }
+
     private static TrainingOptions Recipe(TimeSpan? budget, ScheduleKind? schedule, double? warmup)
     {
         var recipe = budget is { } b ? TrainingPreset.CpuBudget(b) : TrainingPreset.Paper();

@@ -35,6 +35,35 @@ public sealed class NoSilentLossTests(CliFixture fixture)
     }
 
     [Fact]
+    public void Train_never_uses_random_features_unless_asked_and_offers_the_presets()
+    {
+        var folder = fixture.NewFolder("random");
+        var output = Path.Combine(folder, "m.safetensors");
+        var noWeights = CliRunner.Run("train", "--data", $"mvtec:{fixture.Data}", "--out", output, "--epochs", "1");
+        Assert.True(noWeights.ExitCode == 2, noWeights.ToString());
+        Assert.Contains("--backbone efficientnet-b4 has no pretrained weights", noWeights.Error, StringComparison.Ordinal);
+        Assert.Contains("--weights FILE", noWeights.Error, StringComparison.Ordinal);
+        Assert.Contains("--random-weights", noWeights.Error, StringComparison.Ordinal);
+        Assert.Contains("--preset cpu", noWeights.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(output));
+
+        var both = CliRunner.Run(ParsingTests.Train(fixture, "--weights", fixture.Model, "--random-weights"));
+        Assert.True(both.ExitCode == 2, both.ToString());
+        var badPreset = CliRunner.Run(ParsingTests.Train(fixture, "--preset", "gpu"));
+        Assert.True(badPreset.ExitCode == 2, badPreset.ToString());
+        Assert.Contains("cpu, paper", badPreset.Error, StringComparison.Ordinal);
+
+        // --preset cpu: the NuGet ResNet-18, so no weights are needed; its network with a tiny override of the input
+        // (a 128-pixel tile instead of 256, images 128 wide) keeps the test fast.
+        var cpu = CliRunner.Run("train", "--data", $"mvtec:{fixture.Data}", "--out", output, "--preset", "cpu", "--epochs", "1", "--batch", "4", "--holdout", "0", "--tile", "128", "--resize-width", "128");
+        Assert.True(cpu.ExitCode == 0, cpu.ToString());
+        var info = DetectorCheckpoint.ReadInfo(output);
+        Assert.Equal("mlnet-resnet18", info.Options.Backbone);
+        Assert.Equal(128, info.Options.Reconstruction.HiddenDim); // the preset's network
+        Assert.Equal(2, info.Options.Reconstruction.NumEncoderLayers);
+    }
+
+    [Fact]
     public void Evaluate_refuses_to_write_its_report_over_its_model()
     {
         var folder = fixture.NewFolder("evaluate-overwrite");

@@ -151,6 +151,12 @@ public sealed class ParsingTests(CliFixture fixture)
             }
         }
 
+        // The tiny test backbone is random on purpose; say so, as a user must (unless the test gives weights itself).
+        if (!extra.Contains("--weights") && !extra.Contains("--random-weights") && !extra.Contains("--preset"))
+        {
+            args.Add("--random-weights");
+        }
+
         args.AddRange(extra);
         return args.ToArray();
     }
