@@ -112,7 +112,7 @@ public sealed class MultiheadAttentionTests
         var with32 = mha.forward(x, x, x, mask32);
         var with64 = mha.forward(x, x, x, mask32.to(float64));
         var unmasked = mha.forward(x, x, x, null);
-        Assert.Equal(0.0, (with32 - with64).abs().max().item<double>(), 12);
+        Assert.Equal(0.0, (with32 - with64).abs().max().item<double>(), 1e-12);
         Assert.True((with64 - unmasked).abs().max().item<double>() > 1e-3, "the mask should change the result");
     }
 

@@ -206,7 +206,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
         // R7 quantile at 0.8 of the normal scores: at most 20 % of them (rounded up) lie strictly above it.
         Assert.True(scores.Count(s => s > calibration.ImageThreshold) <= (int)Math.Ceiling(0.2 * scores.Length));
         Assert.Contains("anomalous", Assert.Throws<InvalidDataException>(() => detector.Calibrate(normal)).Message);
-        Assert.Equal(0.5, calibration.NormalizeImageScore(calibration.ImageThreshold), 12);
+        Assert.Equal(0.5, calibration.NormalizeImageScore(calibration.ImageThreshold), 1e-12);
     }
 
     [Fact]
@@ -256,7 +256,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
             var row = report.Classes.Single(c => c.Name == name);
             var fullRow = full.Classes.Single(c => c.Name == name);
             Assert.Equal((fullRow.Images, fullRow.AnomalousImages), (row.Images, row.AnomalousImages));
-            Assert.Equal(fullRow.Values[imageKey], row.Values[imageKey], 12);
+            Assert.Equal(fullRow.Values[imageKey], row.Values[imageKey], 1e-12);
         }
 
         // stripes: pixel metrics exactly those of the masked images alone.
@@ -265,7 +265,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
         Assert.Equal(unmasked, stripesRow.AnomalousImagesWithoutMask);
         Assert.Equal(maskedRow.Pixel!.AnomalousPixels, stripesRow.Pixel!.AnomalousPixels);
         Assert.Equal(maskedRow.Pixel.NormalPixels, stripesRow.Pixel.NormalPixels);
-        Assert.Equal(maskedRow.Values[MetricKeys.PixelAuroc], stripesRow.Values[MetricKeys.PixelAuroc], 12);
+        Assert.Equal(maskedRow.Values[MetricKeys.PixelAuroc], stripesRow.Values[MetricKeys.PixelAuroc], 1e-12);
         Assert.NotEqual(full.Classes.Single(c => c.Name == "stripes").Pixel!.AnomalousPixels, stripesRow.Pixel.AnomalousPixels);
         int stripesAnomalous = stripes.Count;
         Assert.Contains($"stripes: pixel metrics over {stripesAnomalous - unmasked} of {stripesAnomalous} anomalous images: {unmasked} have no mask and are left out of pixel metrics (they count for image metrics)", report.Notes);
@@ -274,7 +274,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
         var disc = report.Classes.Single(c => c.Name == "disc");
         Assert.Null(disc.Pixel);
         Assert.Contains($"disc: pixel metrics undefined: {disc.AnomalousImages} of {disc.AnomalousImages} anomalous images have no mask", report.Notes);
-        Assert.Equal(stripesRow.Values[MetricKeys.PixelAuroc], report.Mean[MetricKeys.PixelAuroc], 12);
+        Assert.Equal(stripesRow.Values[MetricKeys.PixelAuroc], report.Mean[MetricKeys.PixelAuroc], 1e-12);
 
         // Calibration: the pixel threshold comes from masked images only; the image threshold sees every image.
         var calibration = detector.Calibrate(noDiscMasks, new CalibrationOptions { BatchSize = 1 });
@@ -299,7 +299,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
         Assert.True(result.BestValidationLoss <= detector.ValidationLoss(heldOut) + 1e-7);
         using (var best = AnomalyDetector.Load(AnomalyDetector.BestPath(checkpoint)))
         {
-            Assert.Equal(result.BestValidationLoss!.Value, best.ValidationLoss(heldOut), 6);
+            Assert.Equal(result.BestValidationLoss!.Value, best.ValidationLoss(heldOut), 1e-6);
         }
 
         var calibration = detector.CalibrateOnValidation(heldOut, falseAlarmRate: 0.01, minimumNormalImages: 2);

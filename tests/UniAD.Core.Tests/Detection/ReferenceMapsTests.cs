@@ -29,7 +29,7 @@ public sealed class ReferenceMapsTests(SyntheticData data) : IClassFixture<Synth
         var disc = references.Classes["disc"];
         var discTrain = data.Train.Samples.Where(s => s.ClassName == "disc").ToList();
         Assert.Equal((16, 16, discTrain.Count), (disc.Height, disc.Width, disc.Images));
-        Assert.Equal(0.05 * disc.Values.Average(v => (double)v), disc.Epsilon, 9);
+        Assert.Equal(0.05 * disc.Values.Average(v => (double)v), disc.Epsilon, 1e-9);
 
         // By hand: the mean of the raw maps in 4 x 4 blocks, then a 3 x 3 box (fewer cells at the border).
         using (var rawDetector = AnomalyDetector.Load(rawPath))

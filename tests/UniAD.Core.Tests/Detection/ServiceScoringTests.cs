@@ -103,8 +103,8 @@ public sealed class ServiceScoringTests(SyntheticData data) : IClassFixture<Synt
         var calibration = detector.Calibrate(data.Test);
         var sensitive = detector.SetSensitivity(0.8, pixel: 0.3);
         double range = calibration.ImageMax - calibration.ImageMin;
-        Assert.Equal(calibration.ImageThreshold - (0.3 * range), sensitive.EffectiveImageThreshold, 12);
-        Assert.Equal(calibration.PixelThreshold!.Value + (0.2 * (calibration.PixelMax - calibration.PixelMin)), sensitive.EffectivePixelThreshold!.Value, 12);
+        Assert.Equal(calibration.ImageThreshold - (0.3 * range), sensitive.EffectiveImageThreshold, 1e-12);
+        Assert.Equal(calibration.PixelThreshold!.Value + (0.2 * (calibration.PixelMax - calibration.PixelMin)), sensitive.EffectivePixelThreshold!.Value, 1e-12);
         Assert.Equal(calibration.ImageThreshold, sensitive.ImageThreshold);
         int flaggedBefore = scores.Count(s => s >= calibration.ImageThreshold), flaggedAfter = scores.Count(s => s >= sensitive.EffectiveImageThreshold);
         Assert.True(flaggedAfter >= flaggedBefore);

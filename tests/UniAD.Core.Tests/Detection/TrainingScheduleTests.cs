@@ -35,11 +35,11 @@ public sealed class TrainingScheduleTests(SyntheticData data) : IClassFixture<Sy
         Assert.Equal(2, result.PlannedEpochs);
         Assert.Equal(TrainingStopReason.EpochsDone, result.StopReason);
         Assert.Equal(8, rates.Count);
-        Assert.Equal(5e-4, rates[0], 15);
-        Assert.Equal(1e-3, rates[1], 15);
-        Assert.Equal(1e-3, rates[2], 15);
-        Assert.Equal(1e-5 + (0.99e-3 * 0.5 * (1 + Math.Cos(Math.PI * 0.4))), rates[4], 15);
-        Assert.Equal(1e-5, rates[7], 15);
+        Assert.Equal(5e-4, rates[0], 1e-15);
+        Assert.Equal(1e-3, rates[1], 1e-15);
+        Assert.Equal(1e-3, rates[2], 1e-15);
+        Assert.Equal(1e-5 + (0.99e-3 * 0.5 * (1 + Math.Cos(Math.PI * 0.4))), rates[4], 1e-15);
+        Assert.Equal(1e-5, rates[7], 1e-15);
     }
 
     [Fact]
@@ -95,10 +95,10 @@ public sealed class TrainingScheduleTests(SyntheticData data) : IClassFixture<Sy
         Assert.Equal(4, result.TotalSteps);
         // W = round(0.25 x 4) = 1 step, then the cosine over steps 1..3 ends at the budget's last step.
         Assert.Equal(4, rates.Count);
-        Assert.Equal(1e-3, rates[0], 15);
-        Assert.Equal(1e-3, rates[1], 15);
-        Assert.Equal(1e-3 * (1 + 0.01) / 2, rates[2], 15);
-        Assert.Equal(1e-5, rates[3], 15);
+        Assert.Equal(1e-3, rates[0], 1e-15);
+        Assert.Equal(1e-3, rates[1], 1e-15);
+        Assert.Equal(1e-3 * (1 + 0.01) / 2, rates[2], 1e-15);
+        Assert.Equal(1e-5, rates[3], 1e-15);
         Assert.Equal(4, DetectorCheckpoint.ReadInfo(checkpoint).ScheduleTotalSteps);
 
         // Resumed with a budget of an hour, the stored plan (4 steps) is kept: nothing is left to train.

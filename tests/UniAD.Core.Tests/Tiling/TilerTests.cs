@@ -52,7 +52,7 @@ public sealed class TilerTests
         {
             for (int x = 0; x < 6; x++)
             {
-                Assert.Equal(expectedRow[x], stitched[(y * 6) + x], 5);
+                Assert.Equal(expectedRow[x], stitched[(y * 6) + x], 1e-5);
             }
         }
 
