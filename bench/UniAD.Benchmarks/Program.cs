@@ -1,6 +1,6 @@
 // UniAD.Core benchmarks: prints timings of the library's hot paths on this machine.
 // Usage: dotnet run -c Release --project bench/UniAD.Benchmarks -- [--only GROUP] [options]
-//   groups: reconstruction, backbone, scoring, stages, data, detector, metrics (all of them when --only is absent), real, onnx, compare and quantization (only with --only)
+//   groups: reconstruction, backbone, scoring, stages, data, detector, metrics (all of them when --only is absent), real, memory-bank, onnx, compare and quantization (only with --only)
 //   reconstruction, backbone, scoring, data, detector: [--runs N] [--warmup N] [--threads N]   (median over runs after a warm-up)
 //   any group: [--keep-freed-memory]   (NativeAllocator.KeepFreedMemory() first: glibc reuses freed pages)
 //   onnx: [--runs N] [--warmup N] [--threads N] [--onnx-spinning]   (TorchSharp and ONNX Runtime scoring the paper network, alternated; 2 threads by default)
@@ -41,8 +41,9 @@ var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
     ["compare"] = () => CompareBenchmarks.Run(ArgText(args, "--other"), ArgValue(args, "--rounds", 5), runs, warmup, name => ArgText(args, name)),
     ["quantization"] = () => QuantizationBenchmarks.Run(name => ArgText(args, name), threads),
     ["real"] = () => RealBenchmarks.Run(name => ArgText(args, name), (name, fallback) => ArgValue(args, name, fallback)),
+    ["memory-bank"] = () => MemoryBankBenchmarks.Run(name => ArgText(args, name)),
 };
-var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real", "onnx", "compare", "quantization" }; // a training run of many minutes; an export and a second runtime; another implementation's command; a saved model
+var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real", "memory-bank", "onnx", "compare", "quantization" }; // a training run of many minutes; an export and a second runtime; another implementation's command; a saved model
 var only = ArgText(args, "--only");
 if (only is not null && !groups.ContainsKey(only))
 {

@@ -27,6 +27,7 @@ public sealed class DecodedMemoryBudget
     private readonly object gate = new();
     private long used;
     private long peakSinceCompaction;
+    private int compactions;
 
     /// <summary>Creates a budget of <paramref name="capacity"/> bytes.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Less than <see cref="MinimumBytes"/>.</exception>
@@ -51,8 +52,8 @@ public sealed class DecodedMemoryBudget
         }
     }
 
-    /// <summary>How many times an emptied budget returned memory to the system.</summary>
-    public int Compactions { get; private set; }
+    /// <summary>How many times an emptied budget has returned memory to the system (counted when the compaction and trim are done).</summary>
+    public int Compactions => Volatile.Read(ref compactions);
 
     /// <summary>
     /// The cost of an encoded image: its pixels (from the header) times <see cref="BytesPerPixel"/> plus its encoded bytes.
@@ -128,7 +129,6 @@ public sealed class DecodedMemoryBudget
             if (compact)
             {
                 peakSinceCompaction = 0;
-                Compactions++;
             }
         }
 
@@ -136,13 +136,15 @@ public sealed class DecodedMemoryBudget
         {
             // Off the caller's thread (a finaliser or a request's completion); aggressive mode decommits what it frees.
             ThreadPool.UnsafeQueueUserWorkItem(
-                static _ =>
+                static budget =>
                 {
                     GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
                     GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
                     UniAD.Core.Native.NativeAllocator.Trim(); // and the native heap's (Skia's bitmaps and encoders)
+                    Interlocked.Increment(ref budget.compactions);
                 },
-                null);
+                this,
+                preferLocal: false);
         }
     }
 
