@@ -46,7 +46,8 @@ internal static class MemoryBankBenchmarks
         var banks = new List<(string Name, Func<string, PatchMemoryBank> For)>();
         var unifiedClock = Stopwatch.StartNew();
         using var all = cat(patches.Values.ToArray(), 0);
-        using var unified = PatchMemoryBank.Fit(all, ratio, seed: 133, maxCandidates: candidates);
+        using var unified = PatchMemoryBank.Fit(all, ratio, seed: 133, maxCandidates: candidates, progress: new Progress<(int Done, int Total)>(p => { if (p.Done % 512 == 0) { Console.Error.WriteLine($"coreset {p.Done}/{p.Total} ({unifiedClock.Elapsed.TotalSeconds:F0} s)"); } }));
+        Console.WriteLine(string.Create(Invariant, $"unified bank: {unified.Bank.shape[0]} patches from {Math.Min(all.shape[0], candidates)} candidates of {all.shape[0]} ({unifiedClock.Elapsed.TotalSeconds:F1} s)"));
         double unifiedSeconds = unifiedClock.Elapsed.TotalSeconds + featureSeconds;
         banks.Add(("unified", _ => unified));
         var perClassBanks = new Dictionary<string, PatchMemoryBank>();

@@ -46,6 +46,7 @@ public static class Coreset
         var picks = new long[count];
         var starts = randperm(n, generator: generator, device: CPU).narrow(0, 0, Math.Min(Starts, n)).to(device);
         var distance = Distances(projected, projected.index_select(0, starts)).amin(1); // N: to the nearest start
+        var squares = projected.square().sum(1); // |x|², once: each pick then costs one matrix-vector product
         for (int i = 0; i < count; i++)
         {
             if ((i & 63) == 0)
@@ -57,7 +58,8 @@ public static class Coreset
             long pick = distance.argmax().item<long>();
             picks[i] = pick;
             using var step = NewDisposeScope();
-            var toPick = Distances(projected, projected.narrow(0, pick, 1)).squeeze(1);
+            var p = projected.narrow(0, pick, 1); // 1 x 128
+            var toPick = (squares - (2 * projected.matmul(p.t()).squeeze(1)) + squares.narrow(0, pick, 1)).clamp_min(0);
             distance = minimum(distance, toPick).MoveToOuterDisposeScope();
         }
 
