@@ -60,7 +60,9 @@ public static class Coreset
             using var step = NewDisposeScope();
             var p = projected.narrow(0, pick, 1); // 1 x 128
             var toPick = (squares - (2 * projected.matmul(p.t()).squeeze(1)) + squares.narrow(0, pick, 1)).clamp_min(0);
-            distance = minimum(distance, toPick).MoveToOuterDisposeScope();
+            var next = minimum(distance, toPick).MoveToOuterDisposeScope();
+            distance.Dispose(); // one distance vector alive, not one per pick (5,000 picks of 500,000 patches were 10 GB)
+            distance = next;
         }
 
         progress?.Report((count, count));
