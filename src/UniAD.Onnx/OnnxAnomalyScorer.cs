@@ -242,13 +242,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     {
         if (Options.OnWarning is { } warn)
         {
-            foreach (var (image, name) in images)
-            {
-                if (StretchWarning(name, image.Width, image.Height, Info.InputSize) is { } stretched)
-                {
-                    warn(stretched);
-                }
-            }
+            WarnStretched(images, Info.InputSize, warn);
         }
 
         int values = 3 * Info.InputSize.Count;

@@ -33,8 +33,20 @@ public abstract class ImageScorer
     /// <summary>Images with more pixels are refused before decoding (decompression bombs).</summary>
     private protected abstract long MaxImagePixels { get; }
 
+    /// <summary>Passes <paramref name="warn"/> one warning per image that an untiled scorer of input <paramref name="input"/> stretches beyond <see cref="MaxUntiledStretch"/>.</summary>
+    private protected static void WarnStretched(IReadOnlyList<(RgbImage Image, string? Name)> images, GridSize input, Action<string> warn)
+    {
+        foreach (var (image, name) in images)
+        {
+            if (StretchWarning(name, image.Width, image.Height, input) is { } stretched)
+            {
+                warn(stretched);
+            }
+        }
+    }
+
     /// <summary>The warning for an image stretched beyond <see cref="MaxUntiledStretch"/> by an untiled scorer, or null.</summary>
-    private protected static string? StretchWarning(string? name, int width, int height, GridSize input)
+    private static string? StretchWarning(string? name, int width, int height, GridSize input)
     {
         double stretch = (width / (double)height) / (input.Width / (double)input.Height);
         stretch = Math.Max(stretch, 1 / stretch);

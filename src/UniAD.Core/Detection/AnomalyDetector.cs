@@ -627,13 +627,7 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
             return ScoreTiled(images, className);
         }
 
-        foreach (var (image, name) in images)
-        {
-            if (StretchWarning(name, image.Width, image.Height, Options.InputSize) is { } stretched)
-            {
-                logger.LogWarning("{Warning}", stretched);
-            }
-        }
+        WarnStretched(images, Options.InputSize, warning => logger.LogWarning("{Warning}", warning));
 
         using var scope = NewDisposeScope();
         var inputs = stack(images.Select(i => ImagePreprocessor.ToTensor(i.Image, Preprocess)).ToArray());

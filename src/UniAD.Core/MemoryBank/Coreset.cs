@@ -45,7 +45,7 @@ public static class Coreset
         var projected = patches.to(float32).matmul(projection); // N x 128
         var picks = new long[count];
         var starts = randperm(n, generator: generator, device: CPU).narrow(0, 0, Math.Min(Starts, n)).to(device);
-        var distance = Distances(projected, projected.index_select(0, starts)).amin(1); // N: to the nearest start
+        var distance = NearestNeighbour.SquaredDistances(projected, projected.index_select(0, starts)).amin(1); // N: to the nearest start
         var squares = projected.square().sum(1); // |x|², once: each pick then costs one matrix-vector product
         for (int i = 0; i < count; i++)
         {
@@ -67,13 +67,5 @@ public static class Coreset
 
         progress?.Report((count, count));
         return picks;
-    }
-
-    /// <summary>Squared Euclidean distances of every row of <paramref name="a"/> (N x d) to every row of <paramref name="b"/> (K x d): N x K, clamped at 0.</summary>
-    internal static Tensor Distances(Tensor a, Tensor b)
-    {
-        var aa = a.square().sum(1, keepdim: true);
-        var bb = b.square().sum(1, keepdim: true).t();
-        return (aa - (2 * a.matmul(b.t())) + bb).clamp_min(0);
     }
 }

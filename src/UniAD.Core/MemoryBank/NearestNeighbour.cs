@@ -25,17 +25,22 @@ public static class NearestNeighbour
 
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var bankSquares = bank.square().sum(1).unsqueeze(0); // 1 x K
-        var bankT = bank.t();
         long m = queries.shape[0];
         var parts = new List<Tensor>();
         for (long start = 0; start < m; start += QueryChunk)
         {
             var q = queries.narrow(0, start, Math.Min(QueryChunk, m - start));
-            var squared = q.square().sum(1, keepdim: true) - (2 * q.matmul(bankT)) + bankSquares;
-            parts.Add(squared.amin(1).clamp_min(0).sqrt());
+            parts.Add(SquaredDistances(q, bank).amin(1).sqrt());
         }
 
         return cat(parts, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Squared Euclidean distances of every row of <paramref name="a"/> (N x d) to every row of <paramref name="b"/> (K x d): N x K, clamped at 0.</summary>
+    internal static Tensor SquaredDistances(Tensor a, Tensor b)
+    {
+        var aa = a.square().sum(1, keepdim: true);
+        var bb = b.square().sum(1, keepdim: true).t();
+        return (aa - (2 * a.matmul(b.t())) + bb).clamp_min(0);
     }
 }
