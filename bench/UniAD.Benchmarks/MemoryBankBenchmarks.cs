@@ -1,147 +1,131 @@
 using System.Diagnostics;
 using System.Globalization;
-using UniAD.Core;
-using UniAD.Core.Backbones;
 using UniAD.Core.Data;
-using UniAD.Core.MemoryBank;
+using UniAD.Core.Detection;
 using UniAD.Core.Metrics;
-using static TorchSharp.torch;
-
+using UniAD.Core.Tiling;
 
 /// <summary>
-/// Group <c>memory-bank</c>: the training-free memory-bank model (UniAD.Core.MemoryBank, PatchCore) on every class of the
-/// real-defect root, on the NuGet ResNet-18's layers 2 and 3: ONE bank for all classes (the unified setting) and, with
-/// <c>--per-class on</c>, one bank per class. Every image is resized to <c>--width W</c> (default 256) with its aspect ratio
-/// kept (height rounded to a multiple of 32, per class from its first training image). Options: <c>--ratio R</c> (coreset
-/// fraction, default 0.01), <c>--candidates N</c> (random patches the coreset chooses from, default 200000), <c>--sigma S</c>
-/// (default 4), <c>--data ROOT</c>. Prints per class image AUROC (max of the smoothed map, and the 16 x 16 pooled max), pixel
-/// AUROC, AU-PRO, then fit seconds, scoring ms per image, bank size and peak working set, and the line
+/// The memory-bank family (<see cref="DetectorPreset.MemoryBank"/>) through the detector, as users run it: fit on the
+/// normal training images (tiled at the working width), calibrated on held-out normal training images (1 % false alarms),
+/// evaluated on the test split. Group <c>memory-bank</c> runs it alone on the real root (<c>--data ROOT</c>); group
+/// <c>real</c> runs it beside UniAD on the same data. Options: <c>--bank-width W</c> (the working width, default the
+/// preset's), <c>--ratio R</c> (coreset fraction, default the preset's 0.01), <c>--candidates N</c> (default 200,000),
+/// <c>--sigma S</c> (default 4), <c>--per-class on</c> (also one bank per class). Prints per class image / pixel AUROC and
+/// AU-PRO, fit seconds, scoring ms per image at batch 1, model size and peak working set, and
 /// <c>real-memory-bank CLASS image-auroc X pixel-auroc Y</c>. Test images never choose anything.
 /// </summary>
 internal static class MemoryBankBenchmarks
 {
     private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
 
+    /// <summary>The fit settings of a run.</summary>
+    internal sealed record Settings(int Width, double Ratio, int Candidates, double Sigma)
+    {
+        public static Settings From(Func<string, string?> text) => new(
+            int.Parse(text("--bank-width") ?? DetectorPreset.MemoryBankWidth.ToString(Invariant), Invariant),
+            double.Parse(text("--ratio") ?? "0.01", Invariant),
+            int.Parse(text("--candidates") ?? "200000", Invariant),
+            double.Parse(text("--sigma") ?? "4", Invariant));
+    }
+
     public static void Run(Func<string, string?> text)
     {
         var root = text("--data") ?? RealBenchmarks.DefaultDataRoot();
-        int width = int.Parse(text("--width") ?? "256", Invariant);
-        double ratio = double.Parse(text("--ratio") ?? "0.01", Invariant);
-        int candidates = int.Parse(text("--candidates") ?? "200000", Invariant);
-        double sigma = double.Parse(text("--sigma") ?? "4", Invariant);
-        bool perClass = text("--per-class") == "on";
-        var train = MvtecAd.Open(root, DatasetSplit.Train);
+        var all = MvtecAd.Open(root, DatasetSplit.Train);
         var test = MvtecAd.Open(root, DatasetSplit.Test);
-        var classes = train.Samples.Select(s => s.ClassName).Distinct().Order(StringComparer.Ordinal).ToList();
+        var (train, heldOut) = DataSplits.HoldOutNormal(all, 0.2, 133);
+        var classes = all.Samples.Select(s => s.ClassName).Distinct().Order(StringComparer.Ordinal).ToList();
+        Evaluate(train, heldOut, test, classes, Settings.From(text), text("--per-class") == "on", seed: 133, label: "real-memory-bank");
+    }
+
+    /// <summary>One bank for all classes of <paramref name="train"/> (and, with <paramref name="perClass"/>, one per real class): fit, calibrate, evaluate, print.</summary>
+    internal static void Evaluate(ImageSource train, ImageSource heldOut, ImageSource test, IReadOnlyList<string> realClasses, Settings settings, bool perClass, long seed, string label)
+    {
         string flags = string.Join(' ', File.ReadAllText("/proc/cpuinfo").Split(new[] { ' ', '\n', '\t' }).Where(f => f == "avx2" || f.StartsWith("avx512", StringComparison.Ordinal)).Distinct().Order());
-        Console.WriteLine(string.Create(Invariant, $"memory-bank: {root}, classes {string.Join(", ", classes)}; width {width}, coreset ratio {ratio}, candidates {candidates}, sigma {sigma}; mlnet-resnet18 layers 2, 3; CPU flags {flags}; load average {File.ReadAllText("/proc/loadavg").Trim()}"));
-
-        using var backbone = Backbone.Create(MlNetBackbone.ModelName, new[] { 2, 3 }, MlNetBackbone.FindModelFile());
-        var sizes = classes.ToDictionary(c => c, c => WorkingSize(train.Samples.First(s => s.ClassName == c).ImagePath, width));
-        var fitClock = Stopwatch.StartNew();
-        var patches = classes.ToDictionary(c => c, c => Patches(backbone, train.Samples.Where(s => s.ClassName == c).ToList(), sizes[c]));
-        double featureSeconds = fitClock.Elapsed.TotalSeconds;
-        Console.WriteLine(string.Create(Invariant, $"features: {string.Join(", ", classes.Select(c => $"{c} {sizes[c].Width} x {sizes[c].Height}, {patches[c].shape[0]} patches of {patches[c].shape[1]}"))} ({featureSeconds:F0} s)"));
-
-        var banks = new List<(string Name, Func<string, PatchMemoryBank> For)>();
-        var unifiedClock = Stopwatch.StartNew();
-        using var all = cat(patches.Values.ToArray(), 0);
-        using var unified = PatchMemoryBank.Fit(all, ratio, seed: 133, maxCandidates: candidates, progress: new Progress<(int Done, int Total)>(p => { if (p.Done % 512 == 0) { Console.Error.WriteLine($"coreset {p.Done}/{p.Total} ({unifiedClock.Elapsed.TotalSeconds:F0} s)"); } }));
-        Console.WriteLine(string.Create(Invariant, $"unified bank: {unified.Bank.shape[0]} patches from {Math.Min(all.shape[0], candidates)} candidates of {all.shape[0]} ({unifiedClock.Elapsed.TotalSeconds:F1} s)"));
-        double unifiedSeconds = unifiedClock.Elapsed.TotalSeconds + featureSeconds;
-        banks.Add(("unified", _ => unified));
-        var perClassBanks = new Dictionary<string, PatchMemoryBank>();
-        double perClassSeconds = featureSeconds;
+        Console.WriteLine(string.Create(Invariant, $"memory bank ({label}): classes {string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}; {train.Samples.Count} training, {heldOut.Samples.Count} held-out normal, {test.Samples.Count} test images; images {settings.Width} wide, 256 tiles every 192 (margin 32), coreset ratio {settings.Ratio}, candidates {settings.Candidates}, sigma {settings.Sigma}; {DetectorPreset.CpuBackbone} layers 2, 3; CPU flags {flags}; load average {File.ReadAllText("/proc/loadavg").Trim()}"));
+        Fit(train, heldOut, test, realClasses, settings, seed, label, "unified");
         if (perClass)
         {
-            var clock = Stopwatch.StartNew();
-            foreach (var c in classes)
+            foreach (var c in realClasses)
             {
-                perClassBanks[c] = PatchMemoryBank.Fit(patches[c], ratio, seed: 133, maxCandidates: candidates);
+                Fit(new ImageSource(c, train.Samples.Where(s => s.ClassName == c)), new ImageSource(c, heldOut.Samples.Where(s => s.ClassName == c)), new ImageSource(c, test.Samples.Where(s => s.ClassName == c)), new[] { c }, settings, seed, label + "-per-class", $"per-class {c}");
             }
+        }
+    }
 
-            perClassSeconds += clock.Elapsed.TotalSeconds;
-            banks.Add(("per-class", c => perClassBanks[c]));
+    private static void Fit(ImageSource train, ImageSource heldOut, ImageSource test, IReadOnlyList<string> realClasses, Settings settings, long seed, string label, string name)
+    {
+        using var peak = new PeakMemory();
+        using var detector = DetectorPreset.MemoryBank()
+            .WithTiling(new TilingOptions { ResizeWidth = settings.Width, Stride = new UniAD.Core.GridSize(192, 192), Margin = DetectorPreset.CpuTileMargin })
+            .WithMemoryBank(o => o with { CoresetRatio = settings.Ratio, MaxCandidates = settings.Candidates, Sigma = settings.Sigma })
+            .WithSeed(seed)
+            .Build();
+        var clock = Stopwatch.StartNew();
+        detector.Train(train, new TrainingOptions { BatchSize = 8 });
+        var fitTime = clock.Elapsed;
+        var fit = detector.LastFit!;
+        long fitPeak = peak.Peak;
+        detector.Calibrate(heldOut, new CalibrationOptions { Method = CalibrationMethod.FalseAlarmRate, FalseAlarmRate = 0.01, MinimumNormalImages = 1 });
+        string file = Path.Combine(Path.GetTempPath(), $"uniad-bank-{Guid.NewGuid():N}.safetensors");
+        detector.Save(file);
+        long size = new FileInfo(file).Length;
+        File.Delete(file);
+
+        var evaluation = Stopwatch.StartNew();
+        var report = detector.Evaluate(test);
+        var imageKey = MetricKeys.ImageAuroc(detector.Options.ScoreKind);
+        Console.WriteLine(string.Create(Invariant, $"## {name} bank: {fit.BankSize} patches of {fit.Candidates} candidates from {fit.Samples} tiles ({fit.Patches} patches); fit {fitTime.TotalMinutes:F2} min (features {fit.FeatureTime.TotalSeconds:F0} s, coreset {fit.CoresetTime.TotalSeconds:F0} s), peak working set during the fit {fitPeak / 1048576.0:F0} MB; model file {size / 1048576.0:F1} MB; evaluation {evaluation.Elapsed.TotalSeconds:F0} s"));
+        Console.WriteLine("| class | image AUROC | pixel AUROC | AU-PRO | scoring ms per image (batch 1, median of 10, with decoding) |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        foreach (var row in report.Classes)
+        {
+            var images = test.Samples.Where(s => s.ClassName == row.Name).Take(11).Select(s => s.ImagePath).ToList();
+            detector.Score(images[0]); // warm-up
+            var times = images.Skip(1).Select(p => { var w = Stopwatch.StartNew(); detector.Score(p); return w.Elapsed.TotalMilliseconds; }).Order().ToList();
+            double median = times.Count == 0 ? double.NaN : times[times.Count / 2];
+            Console.WriteLine(string.Create(Invariant, $"| {row.Name} | {Get(row.Values, imageKey):F3} | {Get(row.Values, MetricKeys.PixelAuroc):F3} | {Get(row.Values, MetricKeys.PixelAuPro(0.3)):F3} | {median:F0} |"));
         }
 
-        foreach (var p in patches.Values)
+        foreach (var row in report.Classes.Where(c => realClasses.Contains(c.Name)))
         {
-            p.Dispose();
-        }
-
-        foreach (var (name, bankFor) in banks)
-        {
-            var builder = new MetricsReportBuilder(new MetricsReportOptions());
-            var scoring = new Stopwatch();
-            int images = 0;
-            foreach (var c in classes)
-            {
-                var size = sizes[c];
-                var options = new PreprocessOptions { InputSize = size };
-                foreach (var chunk in test.Samples.Where(s => s.ClassName == c).Chunk(8))
-                {
-                    using var scope = NewDisposeScope();
-                    scoring.Start();
-                    var batch = stack(chunk.Select(s => ImagePreprocessor.LoadImage(s.ImagePath, options)).ToArray());
-                    using var noGrad = no_grad();
-                    var features = PatchFeatures.Embed(backbone.forward(batch));
-                    var maps = PatchMemoryBank.Maps(bankFor(c).PatchScores(features), size.Height, size.Width, sigma);
-                    scoring.Stop();
-                    images += chunk.Length;
-                    var masks = stack(chunk.Select(s => s.MaskPath is null ? zeros(1, size.Height, size.Width, device: CPU) : ImagePreprocessor.LoadMask(s.MaskPath, options)).ToArray());
-                    builder.Add(chunk.Select(s => s.ClassName).ToArray(), maps.unsqueeze(1), masks);
-                }
-            }
-
-            var report = builder.Build();
-            long bankBytes = name == "unified" ? unified.Bank.NumberOfElements * 4 : perClassBanks.Values.Sum(b => b.Bank.NumberOfElements * 4);
-            Console.WriteLine($"## {name} bank");
-            Console.WriteLine("| class | image AUROC (max) | image AUROC (pooled 16) | pixel AUROC | AU-PRO |");
-            Console.WriteLine("|---|---|---|---|---|");
-            foreach (var row in report.Classes)
-            {
-                Console.WriteLine(string.Create(Invariant, $"| {row.Name} | {Get(row.Values, MetricKeys.ImageAuroc(ImageScoreKind.PlainMax)):F3} | {Get(row.Values, MetricKeys.ImageAuroc(ImageScoreKind.PooledMax)):F3} | {Get(row.Values, MetricKeys.PixelAuroc):F3} | {Get(row.Values, MetricKeys.PixelAuPro(0.3)):F3} |"));
-            }
-
-            foreach (var row in report.Classes)
-            {
-                Console.WriteLine(string.Create(Invariant, $"real-memory-bank{(name == "unified" ? string.Empty : "-" + name)} {row.Name} image-auroc {Get(row.Values, MetricKeys.ImageAuroc(ImageScoreKind.PlainMax)):F4} pixel-auroc {Get(row.Values, MetricKeys.PixelAuroc):F4}"));
-            }
-
-            using var process = Process.GetCurrentProcess();
-            Console.WriteLine(string.Create(Invariant, $"{name}: fit {(name == "unified" ? unifiedSeconds : perClassSeconds):F1} s (features {featureSeconds:F1} s), scoring {scoring.Elapsed.TotalMilliseconds / images:F1} ms per image ({images} images, batches of 8, with preprocessing), bank {bankBytes / 1048576.0:F1} MB, peak working set {process.PeakWorkingSet64 / 1048576.0:F0} MB"));
-        }
-
-        foreach (var b in perClassBanks.Values)
-        {
-            b.Dispose();
+            Console.WriteLine(string.Create(Invariant, $"{label} {row.Name} image-auroc {Get(row.Values, imageKey):F3} pixel-auroc {Get(row.Values, MetricKeys.PixelAuroc):F3}"));
         }
     }
 
     private static double Get(IReadOnlyDictionary<string, double> values, string key) => values.TryGetValue(key, out var v) ? v : double.NaN;
 
-    /// <summary>Width <paramref name="width"/>, the height that keeps the first image's aspect ratio, rounded to a multiple of 32 (the backbone's).</summary>
-    private static GridSize WorkingSize(string path, int width)
+    /// <summary>The largest working set seen while it lives (sampled every 100 ms).</summary>
+    private sealed class PeakMemory : IDisposable
     {
-        var size = ImageDecoder.ReadSize(File.ReadAllBytes(path)) ?? throw new InvalidDataException($"'{path}' has no readable header.");
-        int height = Math.Max(32, (int)Math.Round(size.Height * (double)width / size.Width / 32) * 32);
-        return new GridSize(height, width);
-    }
+        private readonly Timer timer;
+        private long peak;
 
-    private static Tensor Patches(FeatureExtractor backbone, IReadOnlyList<ImageSample> samples, GridSize size)
-    {
-        var options = new PreprocessOptions { InputSize = size };
-        var rows = new List<Tensor>();
-        foreach (var chunk in samples.Chunk(8))
+        public PeakMemory()
         {
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            var batch = stack(chunk.Select(s => ImagePreprocessor.LoadImage(s.ImagePath, options)).ToArray());
-            rows.Add(PatchFeatures.Rows(PatchFeatures.Embed(backbone.forward(batch))).contiguous().MoveToOuterDisposeScope());
+            timer = new Timer(_ => Sample(), null, 0, 100);
         }
 
-        var all = cat(rows.ToArray(), 0);
-        rows.ForEach(r => r.Dispose());
-        return all;
+        public long Peak
+        {
+            get
+            {
+                Sample();
+                return Interlocked.Read(ref peak);
+            }
+        }
+
+        public void Dispose() => timer.Dispose();
+
+        private void Sample()
+        {
+            using var process = Process.GetCurrentProcess();
+            long now = process.WorkingSet64;
+            long seen;
+            while (now > (seen = Interlocked.Read(ref peak)) && Interlocked.CompareExchange(ref peak, now, seen) != seen)
+            {
+            }
+        }
     }
 }

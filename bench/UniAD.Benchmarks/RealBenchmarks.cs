@@ -23,6 +23,8 @@ using UniAD.Core.Metrics;
 /// (<see cref="AnomalyDetector.SelectScoreWindow"/>: a validation half with defects, as a user with a labelled
 /// validation set would) and the other half, which took no part in the choice, is scored with it and with the preset's
 /// window; then the halves swap roles, and the mean of the two held-out figures is printed. [--load FILE] skips training and evaluates a detector saved by --save.
+/// [--family uniad|memory-bank|both] (default both): the memory-bank family (<see cref="MemoryBankBenchmarks"/>) runs first on
+/// the same split, at UniAD's working width (448) unless [--bank-width W]; [--ratio R] [--candidates N] [--per-class on] as there.
 /// </summary>
 internal static class RealBenchmarks
 {
@@ -120,6 +122,23 @@ internal static class RealBenchmarks
             var (train, heldOut) = DataSplits.HoldOutNormal(all, HeldOutFraction, seed);
             var curveTest = new ImageSource("test-curve", test.Samples.GroupBy(s => s.ClassName).SelectMany(g => SeededOrder.Shuffled(g, seed).Take(CurveImagesPerClass)));
             var windows = Windows(text("--score-windows") ?? DefaultWindows);
+            var family = text("--family") ?? "both";
+            if (family is not ("uniad" or "memory-bank" or "both"))
+            {
+                throw new ArgumentException($"--family needs uniad, memory-bank or both, got '{family}'.");
+            }
+
+            if (family != "uniad" && text("--load") is null)
+            {
+                // The memory bank first, on the same split and at UniAD's working width unless --bank-width says otherwise.
+                var bankSettings = MemoryBankBenchmarks.Settings.From(name => name == "--bank-width" ? text(name) ?? DetectorPreset.CpuResizeWidth.ToString(Invariant) : text(name));
+                MemoryBankBenchmarks.Evaluate(train, heldOut, test, realClasses, bankSettings, text("--per-class") == "on", seed, "real-memory-bank");
+                if (family == "memory-bank")
+                {
+                    return;
+                }
+            }
+
             if (text("--load") is { } loadPath)
             {
                 using var loaded = AnomalyDetector.Load(loadPath);

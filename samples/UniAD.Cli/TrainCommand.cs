@@ -71,21 +71,27 @@ internal static class TrainCommand
         var placement = CliOptions.Choice("--tile-placement", "Where the last tile of a row goes: shifted to the edge, or all tiles spread evenly [default: shift].", ("shift", TilePlacement.ShiftLast), ("spread", TilePlacement.Spread));
         var margin = CliOptions.Int("--tile-margin", "Pixels of each tile's border left out of the stitched map [default: 0].", min: 0, helpName: "M");
         var missingMasks = DataSources.MissingMasksOption();
+        var model = CliOptions.Choice("--model", "The model family: uniad (a transformer reconstructs the features; trained) or memory-bank (a coreset of normal patch features, PatchCore; fitted in one pass, no epochs: ImageNet ResNet-18 from NuGet layers 2-3, 256-pixel tiles of images 256 wide) [default: uniad].", ("uniad", ModelKind.UniAD), ("memory-bank", ModelKind.MemoryBank));
+        var coresetRatio = CliOptions.Double("--coreset-ratio", "memory-bank: the fraction of the candidate patches the bank keeps [default: 0.01].", 0, 1, helpName: "R");
 
-        var command = new Command("train", "Train one UniAD model on every class of a data source, validate, checkpoint and calibrate it.")
+        var command = new Command("train", "Train (UniAD) or fit (memory bank) one model on every class of a data source, validate, checkpoint and calibrate it.")
         {
             data, output, validation, holdout, rate, backbone, layers, weights, randomWeights, preset, epochs, batch, lr, input, stride, device,
             evaluateEvery, checkpointEvery, resume, cacheDir, score, scoreWindow, seed, budget, schedule, warmup,
-            tile, tileStride, resizeWidth, resize, placement, margin, missingMasks,
+            tile, tileStride, resizeWidth, resize, placement, margin, missingMasks, model, coresetRatio,
         };
         command.SetAction(p => Cli.Guard(ctx, p, () =>
         {
             // Everything the command line can get wrong first (exit 2), then every path (exit 1), then the work.
+            bool memoryBank = p.GetValue(model) == ModelKind.MemoryBank;
+            RequireFamilyOptions(memoryBank, p.GetValue(preset) is not null, p.GetValue(resume) is not null, p.GetValue(coresetRatio) is not null);
             bool cpuPreset = p.GetValue(preset) == Preset.Cpu;
-            var recipe = Recipe(p.GetValue(budget) ?? (cpuPreset ? CpuPresetBudget : null), p.GetValue(schedule), p.GetValue(warmup));
+            var recipe = memoryBank
+                ? new TrainingOptions { BatchSize = 8, TimeBudget = p.GetValue(budget) }
+                : Recipe(p.GetValue(budget) ?? (cpuPreset ? CpuPresetBudget : null), p.GetValue(schedule), p.GetValue(warmup));
             int seedValue = p.GetValue(seed) ?? 133;
-            int inputSize = p.GetValue(input) ?? (cpuPreset ? DetectorPreset.CpuTile : 224);
-            var backboneName = p.GetValue(backbone) ?? (cpuPreset ? DetectorPreset.CpuBackbone : "efficientnet-b4");
+            int inputSize = p.GetValue(input) ?? (cpuPreset || memoryBank ? DetectorPreset.CpuTile : 224);
+            var backboneName = p.GetValue(backbone) ?? (cpuPreset || memoryBank ? DetectorPreset.CpuBackbone : "efficientnet-b4");
             RequireFeatures(backboneName, p.GetValue(weights), p.GetValue(randomWeights));
             var tiling = Tiling(p.GetValue(tile), p.GetValue(input), p.GetInts(tileStride), p.GetValue(resizeWidth), p.GetValue(resize), p.GetValue(placement), p.GetValue(margin), ref inputSize);
             var training = recipe with
@@ -149,8 +155,8 @@ internal static class TrainCommand
 
             training = training with { Validation = validationSource, CheckpointPath = outputPath };
             // A preset gives the network; explicit options change it (the backbone, layers, input, stride, tiling, score).
-            var builder = (cpuPreset ? DetectorPreset.CpuBudget() : DetectorPreset.Paper())
-                .WithBackbone(backboneName, p.GetInts(layers) ?? (cpuPreset ? new[] { 1, 2, 3 } : new[] { 1, 2, 3, 4 }), p.GetValue(weights))
+            var builder = (memoryBank ? DetectorPreset.MemoryBank() : cpuPreset ? DetectorPreset.CpuBudget() : DetectorPreset.Paper())
+                .WithBackbone(backboneName, p.GetInts(layers) ?? (memoryBank ? new[] { 2, 3 } : cpuPreset ? new[] { 1, 2, 3 } : new[] { 1, 2, 3, 4 }), p.GetValue(weights))
                 .WithInputSize(inputSize, inputSize)
                 .WithNeckStride(p.GetValue(stride) ?? 16)
                 .WithDevice(p.GetValue(device) ?? "cpu")
@@ -169,12 +175,27 @@ internal static class TrainCommand
                 builder.WithTiling(tiling);
             }
 
+            if (memoryBank && p.GetValue(coresetRatio) is { } ratio)
+            {
+                builder.WithMemoryBank(o => o with { CoresetRatio = ratio });
+            }
+
             using var detector = builder.Build();
-            var plan = training.TimeBudget is { } timeBudget ? $"a budget of {timeBudget} (at most {training.Epochs} epochs)" : $"{training.Epochs} epochs";
+            var plan = memoryBank
+                ? string.Create(Culture, $"a memory bank of {detector.Options.MemoryBank!.CoresetRatio:P1} of at most {detector.Options.MemoryBank.MaxCandidates:N0} patches{(training.TimeBudget is { } limit ? $" within {limit}" : string.Empty)}")
+                : training.TimeBudget is { } timeBudget ? $"a budget of {timeBudget} (at most {training.Epochs} epochs)" : $"{training.Epochs} epochs";
             ctx.Out.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {plan}, batch {training.BatchSize}, {training.Schedule}; validation: {validationLabel}.");
             Cli.DescribeTiling(ctx, detector);
             var result = Run(ctx, detector, train, training);
-            ctx.Out.MarkupLineInterpolated($"Trained {result.EpochsCompleted} epochs ({result.TotalSteps} scheduled steps) in {result.Duration.TotalMinutes.ToString("F1", Culture)} min, stopped by {result.StopReason}; model written to [bold]{outputPath}[/].");
+            if (detector.LastFit is { } fit)
+            {
+                ctx.Out.MarkupLineInterpolated($"Fitted a memory bank of {fit.BankSize} patches from {fit.Candidates} candidates of {fit.Patches} patches in {result.Duration.TotalMinutes.ToString("F1", Culture)} min (features {fit.FeatureTime.TotalSeconds.ToString("F0", Culture)} s, coreset {fit.CoresetTime.TotalSeconds.ToString("F0", Culture)} s); model written to [bold]{outputPath}[/].");
+            }
+            else
+            {
+                ctx.Out.MarkupLineInterpolated($"Trained {result.EpochsCompleted} epochs ({result.TotalSteps} scheduled steps) in {result.Duration.TotalMinutes.ToString("F1", Culture)} min, stopped by {result.StopReason}; model written to [bold]{outputPath}[/].");
+            }
+
             if (result.ValidationFailure is { } failure)
             {
                 ctx.Err.MarkupLineInterpolated($"[yellow]warning:[/] validation failed ({failure}); the model is written, without its validation figures.");
@@ -249,7 +270,14 @@ internal static class TrainCommand
                 var epochTask = progressContext.AddTask("epochs", maxValue: training.Epochs);
                 var progress = new SynchronousProgress<TrainingProgress>(p =>
                 {
-                    if (p.Stage == "features")
+                    if (p.Stage == "coreset")
+                    {
+                        features.Value = features.MaxValue;
+                        epochTask.MaxValue = Math.Max(1, p.Steps);
+                        epochTask.Value = p.Step;
+                        epochTask.Description = string.Create(Culture, $"coreset {p.Step}/{p.Steps}");
+                    }
+                    else if (p.Stage == "features")
                     {
                         features.MaxValue = Math.Max(1, p.Steps); // tiles, when tiling
                         features.Value = p.Step;
@@ -313,6 +341,32 @@ internal static class TrainCommand
 
     // --budget selects TrainingPreset.CpuBudget (batch 8, warm-up + cosine over the budget), otherwise the
     // reference recipe; --schedule and --warmup replace the schedule.
+    /// <summary>The model families of <c>--model</c>.</summary>
+    private enum ModelKind
+    {
+        UniAD,
+        MemoryBank,
+    }
+
+    /// <summary>Options of one family only: <c>--preset</c> and <c>--resume</c> are UniAD's, <c>--coreset-ratio</c> the memory bank's (exit code 2 otherwise).</summary>
+    private static void RequireFamilyOptions(bool memoryBank, bool preset, bool resume, bool coresetRatio)
+    {
+        if (memoryBank && preset)
+        {
+            throw new UsageException("--preset chooses a UniAD network and recipe; --model memory-bank has its own settings (DetectorPreset.MemoryBank).");
+        }
+
+        if (memoryBank && resume)
+        {
+            throw new UsageException("--resume: a memory bank is fitted in one pass; there is nothing to resume (fit again).");
+        }
+
+        if (!memoryBank && coresetRatio)
+        {
+            throw new UsageException("--coreset-ratio applies to --model memory-bank only.");
+        }
+    }
+
     /// <summary>The presets of <c>--preset</c>.</summary>
     private enum Preset
     {

@@ -41,6 +41,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     private readonly string[] outputNames = { OnnxFormat.AnomalyMapName, OnnxFormat.ImageScoreName };
     private readonly string[]? referenceClasses;
     private readonly ConcurrentDictionary<(int Class, int Height, int Width), float[]> references = new();
+    private readonly MapPostProcessor postProcessor;
     private bool disposed;
 
     private OnnxAnomalyScorer(string modelPath, InferenceSession session, OnnxScoringInfo info, OnnxScorerOptions options)
@@ -51,6 +52,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
         Options = options;
         referenceClasses = info.ReferenceMaps?.Select(r => r.ClassName).ToArray();
         inputNames = info.ReferenceMapsInGraph ? new[] { OnnxFormat.InputName, OnnxFormat.ClassIndexName } : new[] { OnnxFormat.InputName };
+        postProcessor = CreatePostProcessor(info, references);
     }
 
     /// <summary>The model file.</summary>
@@ -252,28 +254,19 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
         return Untiled(input, images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray(), images.Select(i => i.Name).ToArray(), classIndex);
     }
 
-    /// <summary>One run on preprocessed images: the graph's maps at the input size and its image scores (or, with reference maps the runtime applies, the divided map's score), then each map resized to its image's size.</summary>
+    /// <summary>One run on preprocessed images: the graph's maps at the input size (divided by the class's reference in the graph or here), then the shared post-processing.</summary>
     private List<AnomalyResult> Untiled(float[] input, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, int? classIndex)
     {
         var size = Info.InputSize;
         int plane = size.Count;
-        var (maps, scores) = Run(input, originalSizes.Count, classIndex);
+        var maps = Run(input, originalSizes.Count, classIndex).Maps;
         ScoringSteps.RequireFinite(maps, plane, names);
-        var calibration = Calibration;
+        var post = postProcessor;
+        var className = ClassName(classIndex);
         var results = new List<AnomalyResult>(originalSizes.Count);
         for (int i = 0; i < originalSizes.Count; i++)
         {
-            var map = maps.AsSpan(i * plane, plane);
-            double score = scores[i];
-            if (RuntimeReference(classIndex, size.Height, size.Width) is { } reference)
-            {
-                Divide(map, reference);
-                score = MapScore.Of(map, size.Height, size.Width, Info.ScoreKind, Info.ScorePoolHeight, Info.ScorePoolSize);
-            }
-
-            var target = originalSizes[i];
-            var values = MapResize.Bilinear(map, size.Height, size.Width, target.Height, target.Width);
-            results.Add(ScoringSteps.Result(names[i], score, new AnomalyMapData(target.Width, target.Height, values), calibration));
+            results.Add(post.Finish(maps.AsSpan(i * plane, plane).ToArray(), size.Height, size.Width, names[i], className, originalSizes[i], Calibration));
         }
 
         return results;
@@ -304,16 +297,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
             }
 
             var map = TileMaps.Stitch(tileMaps, grid, tiling.Margin);
-            ScoringSteps.RequireFinite(map, map.Length, new[] { name });
-            int height = grid.ImageSize.Height, width = grid.ImageSize.Width;
-            if (RuntimeReference(classIndex, height, width) is { } reference)
-            {
-                Divide(map, reference);
-            }
-
-            double score = MapScore.Of(map, height, width, Info.ScoreKind, Info.ScorePoolHeight, Info.ScorePoolSize);
-            var values = MapResize.Bilinear(map, height, width, image.Height, image.Width);
-            results.Add(ScoringSteps.Result(name, score, new AnomalyMapData(image.Width, image.Height, values), Calibration));
+            results.Add(postProcessor.Finish(map, grid.ImageSize.Height, grid.ImageSize.Width, name, ClassName(classIndex), new GridSize(image.Height, image.Width), Calibration));
         }
 
         return results;
@@ -332,37 +316,35 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
         }
     }
 
+    /// <summary>The class name of a (checked) class index, or null.</summary>
+    private string? ClassName(int? classIndex) => classIndex is { } k && referenceClasses is not null ? referenceClasses[k] : null;
+
     /// <summary>
-    /// The reference the runtime divides by (the class's grid upsampled bilinearly with half-pixel centres to the map size,
-    /// plus epsilon, as UniAD.Core's <c>ReferenceMaps.Normalize</c>), or null when the model has none or its graph applies them.
+    /// The post-processing every result goes through (UniAD.Core's detector runs the same code). With reference maps the
+    /// graph does not apply (tiled models), it divides by the class's grid upsampled bilinearly with half-pixel centres to
+    /// the map size, plus epsilon, as UniAD.Core's <c>ReferenceMaps.Normalize</c>; the image score is always taken here.
     /// </summary>
-    private float[]? RuntimeReference(int? classIndex, int height, int width)
+    private static MapPostProcessor CreatePostProcessor(OnnxScoringInfo info, ConcurrentDictionary<(int Class, int Height, int Width), float[]> cache)
     {
-        if (classIndex is not { } k || Info.ReferenceMapsInGraph || Info.ReferenceMaps is not { } all)
+        if (info.ReferenceMapsInGraph || info.ReferenceMaps is not { } all)
         {
-            return null;
+            return new MapPostProcessor(info.ScoreKind, info.ScorePoolHeight, info.ScorePoolSize);
         }
 
-        return references.GetOrAdd((k, height, width), key =>
-        {
-            var r = all[key.Class];
-            var up = MapResize.Bilinear(r.Values.ToArray(), r.Height, r.Width, key.Height, key.Width);
-            float epsilon = (float)r.Epsilon;
-            for (int i = 0; i < up.Length; i++)
+        var classes = all.Select(r => r.ClassName).ToArray();
+        return new MapPostProcessor(info.ScoreKind, info.ScorePoolHeight, info.ScorePoolSize, classes, (className, height, width) =>
+            cache.GetOrAdd((Array.IndexOf(classes, className), height, width), key =>
             {
-                up[i] += epsilon;
-            }
+                var r = all[key.Class];
+                var up = MapResize.Bilinear(r.Values.ToArray(), r.Height, r.Width, key.Height, key.Width);
+                float epsilon = (float)r.Epsilon;
+                for (int i = 0; i < up.Length; i++)
+                {
+                    up[i] += epsilon;
+                }
 
-            return up;
-        });
-    }
-
-    private static void Divide(Span<float> map, float[] reference)
-    {
-        for (int i = 0; i < map.Length; i++)
-        {
-            map[i] /= reference[i];
-        }
+                return up;
+            }));
     }
 
     /// <summary>One run of the session under the scorer's lock: the maps (B x H x W, row-major) and the image scores.</summary>

@@ -19,6 +19,9 @@ public static class OnnxMetadataKeys
     /// <summary>The UniAD.Core version that wrote the file.</summary>
     public const string LibraryVersion = "uniad.library_version";
 
+    /// <summary>The model family (<see cref="Detection.ModelFamilies"/>: <c>uniad</c> or <c>memory-bank</c>); absent in files written before families existed (UniAD).</summary>
+    public const string ModelFamily = "uniad.model_family";
+
     /// <summary>The input (= map) size, JSON <c>[height, width]</c>.</summary>
     public const string InputSize = "uniad.input_size";
 

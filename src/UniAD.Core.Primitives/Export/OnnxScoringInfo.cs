@@ -48,6 +48,10 @@ public sealed record OnnxScoringInfo
     /// <summary>The pooled-max window's width (and its height unless <see cref="ScorePoolHeight"/> differs).</summary>
     public required int ScorePoolSize { get; init; }
 
+    /// <summary>The model family (<see cref="ModelFamilies"/>); <c>uniad</c> for files written before families existed.</summary>
+    public string Family { get; init; } = ModelFamilies.UniAD;
+
+
     /// <summary>The pooled-max window's height: <see cref="ScorePoolSize"/> for a square window (the key is then absent).</summary>
     public required int ScorePoolHeight { get; init; }
 
@@ -192,6 +196,7 @@ public sealed record OnnxScoringInfo
 
         var info = new OnnxScoringInfo
         {
+            Family = ModelFamilies.Parse(metadata.TryGetValue(OnnxMetadataKeys.ModelFamily, out var family) ? family : null, source),
             FormatVersion = version,
             LibraryVersion = reader.Required(OnnxMetadataKeys.LibraryVersion),
             InputSize = new GridSize(size[0], size[1]),

@@ -67,24 +67,17 @@ public sealed partial class AnomalyDetector
             using var scope = NewDisposeScope();
             var working = Tiler.WorkingImage(image, tiling, Options.InputSize, name ?? "image");
             var map = StitchedMap(WorkingTensor(working), TileGridOf(working), ScoringTileBatch, CancellationToken.None);
-            RequireFinite(map.unsqueeze(0), new[] { name });
-            if (ReferenceMaps is { } references)
-            {
-                map = references.Normalize(map.unsqueeze(0), new[] { className })[0];
-            }
-
-            double score = ImageScore(map);
-            var resized = image.Height == map.shape[0] && image.Width == map.shape[1]
-                ? map
-                : F.interpolate(map.unsqueeze(0).unsqueeze(0), new long[] { image.Height, image.Width }, mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0).squeeze(0);
-            var data = new AnomalyMapData(image.Width, image.Height, resized.contiguous().data<float>().ToArray());
+            int height = (int)map.shape[0], width = (int)map.shape[1];
+            var values = map.contiguous().data<float>().ToArray();
             Calibration? calibration;
+            MapPostProcessor post;
             lock (gate)
             {
                 calibration = Calibration;
+                post = PostProcessor();
             }
 
-            results.Add(ScoringSteps.Result(name, score, data, calibration));
+            results.Add(post.Finish(values, height, width, name, className, new GridSize(image.Height, image.Width), calibration));
         }
 
         return results;
@@ -142,9 +135,8 @@ public sealed partial class AnomalyDetector
             {
                 ObjectDisposedException.ThrowIf(disposed, this);
                 using var noGrad = no_grad();
-                Model.eval();
-                using var output = Model.forward(tiles.narrow(0, start, n).to(Device));
-                maps.Add(output.Pred.squeeze(1).cpu());
+                AnomalyModel.Module.eval();
+                maps.Add(AnomalyModel.Maps(tiles.narrow(0, start, n).to(Device)).cpu());
             }
         }
 

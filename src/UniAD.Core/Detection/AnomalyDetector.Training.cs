@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using UniAD.Core.Data;
+using UniAD.Core.MemoryBank;
 using UniAD.Core.Metrics;
 using UniAD.Core.Reconstruction;
 using UniAD.Core.Training;
@@ -36,9 +37,66 @@ public sealed partial class AnomalyDetector
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            return TrainLocked(TrainingImages(normal, options.OnBadInput), options, progress, cancellationToken);
+            var samples = TrainingImages(normal, options.OnBadInput);
+            return AnomalyModel is MemoryBankModel bank
+                ? FitLocked(bank, samples, options, progress, cancellationToken)
+                : TrainLocked(samples, options, progress, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// The memory-bank family's <see cref="Train"/>: one pass over the normal samples fits the bank (<see cref="BankFitter"/>);
+    /// nothing is trained, so epochs, learning rates and resuming do not apply. The checkpoint is written once and the
+    /// validation set evaluated once.
+    /// </summary>
+    private TrainingResult FitLocked(MemoryBankModel model, IImageSource samples, TrainingOptions options, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        if (options.ResumeFrom is { } resume)
+        {
+            throw new ArgumentException($"ResumeFrom = '{resume}': a memory bank is fitted in one pass and has nothing to resume; fit again.", nameof(options));
+        }
+
+        var clock = Stopwatch.StartNew();
+        var loader = new LoaderOptions { BatchSize = options.BatchSize, Preprocess = Preprocess, OnBadInput = options.OnBadInput };
+        var limit = model.Options.CoresetTimeLimit ?? options.TimeBudget;
+        var report = BankFitter.Fit(
+            model, samples, loader, Device, limit, logger,
+            progress is null ? null : new Progress<(string Stage, int Done, int Total)>(p => progress.Report(new TrainingProgress(p.Stage, 0, 0, p.Done, p.Total, double.NaN, 0, clock.Elapsed))),
+            cancellationToken);
+        LastFit = report;
+        string? checkpoint = null;
+        if (options.CheckpointPath is { } path)
+        {
+            DetectorCheckpoint.Save(this, path, optimizer: null);
+            checkpoint = path;
+        }
+
+        MetricsReport? validation = null;
+        string? failure = null;
+        if (options.Validation is { } validationSource && validationSource.Samples.Any(s => s.IsAnomalous))
+        {
+            try
+            {
+                progress?.Report(new TrainingProgress("evaluation", 0, 0, 0, 0, double.NaN, 0, clock.Elapsed));
+                validation = Evaluate(validationSource, cancellationToken: cancellationToken);
+            }
+            catch (Exception ex) when (ex is IOException or InvalidDataException or ArgumentException)
+            {
+                failure = ex.Message;
+                logger.LogError(ex, "Validation failed ({Message}); the fitted bank is kept.", ex.Message);
+            }
+        }
+
+        double? pixel = validation is not null && validation.Mean.TryGetValue(MetricKeys.PixelAuroc, out var v) ? v : null;
+        return new TrainingResult(EpochsTrained, Array.Empty<double>(), validation, pixel, checkpoint, clock.Elapsed)
+        {
+            StopReason = report.BankSize < report.RequestedBankSize ? TrainingStopReason.TimeBudget : TrainingStopReason.Fitted,
+            ValidationFailure = failure,
+        };
+    }
+
+    /// <summary>What the last fit of a memory-bank detector did (candidates, bank size, times), or null.</summary>
+    public BankFitReport? LastFit { get; private set; }
 
     /// <summary>Runs <see cref="Train"/> on a worker thread.</summary>
     public Task<TrainingResult> TrainAsync(IImageSource train, TrainingOptions? options = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>

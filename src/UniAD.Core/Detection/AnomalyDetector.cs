@@ -41,16 +41,16 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     private readonly ILogger logger;
     private bool disposed;
 
-    internal AnomalyDetector(DetectorOptions options, UniADModel model, Device device, ILoggerFactory? loggerFactory, Calibration? calibration, int epochsTrained)
+    internal AnomalyDetector(DetectorOptions options, IAnomalyModel model, Device device, ILoggerFactory? loggerFactory, Calibration? calibration, int epochsTrained)
     {
         Options = options;
-        Model = model;
+        AnomalyModel = model;
         Device = device;
         Calibration = calibration;
         EpochsTrained = epochsTrained;
         this.loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         logger = this.loggerFactory.CreateLogger<AnomalyDetector>();
-        Model.eval();
+        AnomalyModel.Module.eval();
     }
 
     /// <summary>The detector's configuration (only <see cref="SetImageScore"/> changes it after construction).</summary>
@@ -96,16 +96,27 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     }
 
     /// <summary>
-    /// The underlying tensor model (backbone, neck, reconstruction). Internal: every use from outside goes through
-    /// <see cref="UseModel{T}"/>, which holds the detector's lock, so no caller can change weights under a running score.
+    /// The underlying tensor model of any family (<see cref="IAnomalyModel"/>). Internal: every use from outside goes through
+    /// <see cref="UseAnomalyModel{T}"/> or <see cref="UseModel{T}"/>, which hold the detector's lock, so no caller can change
+    /// weights under a running score.
     /// </summary>
-    internal UniADModel Model { get; }
+    internal IAnomalyModel AnomalyModel { get; }
+
+    /// <summary>The model family (<see cref="ModelFamilies"/>): <c>uniad</c> or <c>memory-bank</c>.</summary>
+    public string Family => AnomalyModel.Family;
+
+    /// <summary>The UniAD model (backbone, neck, reconstruction) of a UniAD detector.</summary>
+    /// <exception cref="InvalidOperationException">The detector is of another family.</exception>
+    internal UniADModel Model => AnomalyModel as UniADModel
+        ?? throw new InvalidOperationException($"This detector's model family is '{Family}', not '{ModelFamilies.UniAD}': it has no reconstruction network.");
 
     /// <summary>
-    /// Runs <paramref name="action"/> on the underlying tensor model (backbone, neck, reconstruction) under the detector's
+    /// Runs <paramref name="action"/> on the underlying UniAD model (backbone, neck, reconstruction) under the detector's
     /// lock: no scoring, training or calibration runs meanwhile. Do not keep the model or its tensors beyond the call.
+    /// For any family, use <see cref="UseAnomalyModel{T}"/>.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The detector was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The detector's family is not UniAD.</exception>
     public T UseModel<T>(Func<UniADModel, T> action)
     {
         ArgumentNullException.ThrowIfNull(action);
@@ -113,6 +124,21 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
         {
             ObjectDisposedException.ThrowIf(disposed, this);
             return action(Model);
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on the underlying model of any family (<see cref="UniADModel"/>,
+    /// <see cref="MemoryBank.MemoryBankModel"/>) under the detector's lock. Do not keep the model or its tensors beyond the call.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The detector was disposed.</exception>
+    public T UseAnomalyModel<T>(Func<IAnomalyModel, T> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            return action(AnomalyModel);
         }
     }
 
@@ -537,27 +563,26 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
         {
             if (!disposed)
             {
-                Model.Dispose();
+                AnomalyModel.Module.Dispose();
                 disposed = true;
             }
         }
     }
 
-    /// <summary>The image score of one map (H x W, 1 x H x W or 1 x 1 x H x W) as configured.</summary>
+    /// <summary>The image score of one map (H x W, 1 x H x W or 1 x 1 x H x W) as configured: <see cref="MapPostProcessor.ImageScore"/>, the rule of both runtimes.</summary>
     internal double ImageScore(Tensor map)
     {
-        using var scope = NewDisposeScope();
-        var m = map.reshape(1, 1, map.shape[^2], map.shape[^1]);
+        int height = (int)map.shape[^2], width = (int)map.shape[^1];
+        using var onCpu = map.reshape(height, width).cpu().contiguous();
+        return PostProcessor().ImageScore(onCpu.data<float>().ToArray(), height, width);
+    }
+
+    /// <summary>The map-to-result step (image score and reference maps as configured now), shared with the ONNX scorer.</summary>
+    private MapPostProcessor PostProcessor()
+    {
         var options = Options;
-        int kh = options.ScoreWindowHeight, kw = options.ScorePoolSize;
-        return options.ScoreKind switch
-        {
-            ImageScoreKind.PooledMax when m.shape[2] >= kh && m.shape[3] >= kw => F.avg_pool2d(m, [kh, kw], [1, 1]).max().item<float>(),
-            ImageScoreKind.PooledMax or ImageScoreKind.PlainMax => m.max().item<float>(),
-            ImageScoreKind.Mean => m.to(float64).mean().item<double>(),
-            ImageScoreKind.Std => m.to(float64).std(unbiased: false).item<double>(),
-            _ => throw new InvalidOperationException($"Unknown score kind {options.ScoreKind}."),
-        };
+        var references = ReferenceMaps;
+        return new MapPostProcessor(options.ScoreKind, options.ScoreWindowHeight, options.ScorePoolSize, references?.Classes.Keys.ToArray(), references is null ? null : references.Upsampled);
     }
 
     /// <summary>Maps of a source's images, batch by batch, normalised by the reference maps unless <paramref name="raw"/>.</summary>
@@ -599,9 +624,8 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
                 ObjectDisposedException.ThrowIf(disposed, this);
                 using var scope = NewDisposeScope();
                 using var noGrad = no_grad();
-                Model.eval();
-                using var output = Model.forward(batch.Images.to(Device));
-                maps = output.Pred.squeeze(1).cpu().MoveToOuterDisposeScope();
+                AnomalyModel.Module.eval();
+                maps = AnomalyModel.Maps(batch.Images.to(Device)).cpu().MoveToOuterDisposeScope();
             }
 
             using (maps)
@@ -642,37 +666,30 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     private List<AnomalyResult> Run(Tensor inputs, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, IReadOnlyList<string?> classNames)
     {
         RequireClasses(classNames);
-        using var scope = NewDisposeScope();
-        Tensor pred;
+        float[] values;
+        int height, width;
         Calibration? calibration;
+        MapPostProcessor post;
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            using var noGrad = no_grad();
-            Model.eval();
-            using var output = Model.forward(inputs.to(Device));
-            pred = output.Pred.alias();
+            using var scope = NewDisposeScope();
+            AnomalyModel.Module.eval();
+            var maps = AnomalyModel.Maps(inputs.to(Device)).cpu().contiguous();
+            height = (int)maps.shape[1];
+            width = (int)maps.shape[2];
+            values = maps.data<float>().ToArray();
             calibration = Calibration;
+            post = PostProcessor();
         }
 
-        RequireFinite(pred, names);
-        if (ReferenceMaps is { } references)
-        {
-            pred = references.Normalize(pred.squeeze(1), classNames).unsqueeze(1);
-        }
-
+        int plane = height * width;
+        ScoringSteps.RequireFinite(values, plane, names);
         var results = new List<AnomalyResult>(originalSizes.Count);
         for (int i = 0; i < originalSizes.Count; i++)
         {
-            var map = pred[i];
-            double score = ImageScore(map);
-            var size = originalSizes[i];
-            var resized = size.Height == map.shape[1] && size.Width == map.shape[2]
-                ? map
-                : F.interpolate(map.unsqueeze(0), new long[] { size.Height, size.Width }, mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
-            var values = resized.cpu().contiguous().data<float>().ToArray();
-            var data = new AnomalyMapData(size.Width, size.Height, values);
-            results.Add(ScoringSteps.Result(i < names.Count ? names[i] : null, score, data, calibration));
+            var map = values.AsSpan(i * plane, plane).ToArray();
+            results.Add(post.Finish(map, height, width, i < names.Count ? names[i] : null, classNames[i], originalSizes[i], calibration));
         }
 
         return results;

@@ -120,6 +120,19 @@ public sealed class AnomalyDetectorBuilder
         return this;
     }
 
+    /// <summary>
+    /// The memory-bank family (<see cref="ModelFamilies.MemoryBank"/>, PatchCore) instead of UniAD: no network is trained;
+    /// <see cref="AnomalyDetector.Train"/> fits a coreset of the normal patch features of the backbone's layers, and a
+    /// patch's anomaly score is its distance to the nearest bank patch. <paramref name="configure"/> adjusts the bank
+    /// (ratio, candidates, smoothing, memory and time limits). The reconstruction and neck settings are not used.
+    /// </summary>
+    public AnomalyDetectorBuilder WithMemoryBank(Func<MemoryBank.MemoryBankOptions, MemoryBank.MemoryBankOptions>? configure = null)
+    {
+        var bank = options.MemoryBank ?? new MemoryBank.MemoryBankOptions();
+        options = options with { Family = ModelFamilies.MemoryBank, MemoryBank = configure is null ? bank : configure(bank) };
+        return this;
+    }
+
     /// <summary>The device: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c> (checked at <see cref="Build"/>: CUDA present, N below the device count).</summary>
     public AnomalyDetectorBuilder WithDevice(string deviceName)
     {
@@ -166,6 +179,11 @@ public sealed class AnomalyDetectorBuilder
 
         built = true;
         var recon = reconstruction.Aggregate(options.Reconstruction with { Seed = seed }, (o, f) => f(o));
+        if (options.MemoryBank is { } bank)
+        {
+            options = options with { MemoryBank = bank with { Seed = seed } };
+        }
+
         var weights = weightsPath;
         if (weights is null && string.Equals(options.Backbone, MlNetBackbone.ModelName, StringComparison.OrdinalIgnoreCase))
         {
@@ -194,12 +212,20 @@ public sealed class AnomalyDetectorBuilder
             throw new ArgumentException($"InputSize = {size} must be positive and at most {DetectorOptions.MaxInputSide} on each side (tile larger images).");
         }
 
-        if (options.NeckStride <= 0 || size.Height % options.NeckStride != 0 || size.Width % options.NeckStride != 0)
+        bool memoryBank = ModelFamilies.Parse(options.Family, "DetectorOptions.Family") == ModelFamilies.MemoryBank;
+        if (memoryBank && options.MemoryBank is null)
+        {
+            throw new ArgumentException($"Family = '{ModelFamilies.MemoryBank}' needs MemoryBank options (AnomalyDetectorBuilder.WithMemoryBank).");
+        }
+
+        options.MemoryBank?.Validate();
+        // The memory bank has no neck and no reconstruction: its checks are the backbone's and the bank's.
+        if (!memoryBank && (options.NeckStride <= 0 || size.Height % options.NeckStride != 0 || size.Width % options.NeckStride != 0))
         {
             throw new ArgumentException($"NeckStride = {options.NeckStride} must be positive and divide the input size {size}.");
         }
 
-        long tokens = (long)(size.Height / options.NeckStride) * (size.Width / options.NeckStride);
+        long tokens = memoryBank ? 0 : (long)(size.Height / options.NeckStride) * (size.Width / options.NeckStride);
         if (tokens > ReconstructionOptions.MaxTokens)
         {
             throw new ArgumentException($"InputSize = {size} at NeckStride = {options.NeckStride} gives {tokens} tokens; at most {ReconstructionOptions.MaxTokens} are supported (a larger stride, a smaller input, or tiling).");
@@ -237,7 +263,15 @@ public sealed class AnomalyDetectorBuilder
         {
             if (weightsPath is null)
             {
-                BackboneWeights.InitializeRandom(backbone, options.Reconstruction.Seed);
+                BackboneWeights.InitializeRandom(backbone, options.MemoryBank?.Seed ?? options.Reconstruction.Seed);
+            }
+
+            if (memoryBank)
+            {
+                backbone.to(device);
+                var bankModel = new MemoryBank.MemoryBankModel(backbone, size, options.MemoryBank!);
+                logger.LogInformation("Built a memory-bank detector: {Backbone} layers [{Layers}] ({Channels} channels per patch), {Grid} patches per input, coreset ratio {Ratio}, device {Device}.", options.Backbone, string.Join(", ", options.BackboneLayers), bankModel.FeatureWidth, bankModel.PatchGrid, options.MemoryBank!.CoresetRatio, device);
+                return new AnomalyDetector(options, bankModel, device, loggerFactory, calibration, epochsTrained);
             }
 
             var neck = new MfcnNeck(backbone.Channels, backbone.Strides, options.NeckStride);

@@ -23,6 +23,9 @@ public static class DetectorCheckpoint
     public const int Version = 1;
 
     private const string ModelPrefix = "model.";
+
+    /// <summary>The metadata key of the model family (<see cref="ModelFamilies"/>); files without it are UniAD.</summary>
+    public const string FamilyKey = "uniad.family";
     private const string OptimizerPrefix = "optimizer.";
 
     /// <summary>JSON settings of the metadata (enums as names).</summary>
@@ -92,7 +95,7 @@ public static class DetectorCheckpoint
 
     internal static void Save(AnomalyDetector detector, string path, AdamW? optimizer)
     {
-        TorchSupport.Finiteness.RequireFinite(detector.Model, $"save '{path}'");
+        TorchSupport.Finiteness.RequireFinite(detector.AnomalyModel, $"save '{path}'");
         var references = detector.ReferenceMaps?.Classes.Values.OrderBy(r => r.ClassName, StringComparer.Ordinal).ToList();
         var info = new Info(Format, Version, LibraryVersion(), detector.Options, detector.Calibration, detector.EpochsTrained, optimizer?.LearningRate ?? 0, optimizer is not null)
         {
@@ -106,7 +109,7 @@ public static class DetectorCheckpoint
             tensors[ReferencePrefix + i.ToString(System.Globalization.CultureInfo.InvariantCulture)] = referenceTensors[i];
         }
 
-        foreach (var (key, value) in detector.Model.state_dict())
+        foreach (var (key, value) in detector.AnomalyModel.State())
         {
             tensors[ModelPrefix + key] = value;
         }
@@ -119,7 +122,7 @@ public static class DetectorCheckpoint
                 tensors[OptimizerPrefix + key] = value;
             }
 
-            SafetensorsFile.Write(path, tensors, new Dictionary<string, string> { ["uniad.format"] = Format, ["uniad.info"] = JsonSerializer.Serialize(info, Json) });
+            SafetensorsFile.Write(path, tensors, new Dictionary<string, string> { ["uniad.format"] = Format, [FamilyKey] = detector.Family, ["uniad.info"] = JsonSerializer.Serialize(info, Json) });
         }
         finally
         {
@@ -150,7 +153,7 @@ public static class DetectorCheckpoint
             try
             {
                 LoadModel(detector, tensors, path);
-                if (TorchSupport.Finiteness.FirstNonFinite(detector.Model) is { } poisoned)
+                if (TorchSupport.Finiteness.FirstNonFinite(detector.AnomalyModel.State()) is { } poisoned)
                 {
                     throw new InvalidDataException($"'{path}' holds NaN or infinite weights ('{poisoned}'): it comes from a training run that diverged; train again with a lower learning rate.");
                 }
@@ -227,7 +230,7 @@ public static class DetectorCheckpoint
         var model = tensors.Where(kv => kv.Key.StartsWith(ModelPrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[ModelPrefix.Length..], kv => kv.Value);
         try
         {
-            StateDict.Load(detector.Model, model);
+            detector.AnomalyModel.LoadState(model);
         }
         catch (StateDictMismatchException ex)
         {
@@ -255,6 +258,14 @@ public static class DetectorCheckpoint
         if (info is null || info.Options is null)
         {
             throw new InvalidDataException($"'{path}' has an empty detector description.");
+        }
+
+        // The family: the file's key and its options agree; a file written before families existed is UniAD.
+        string family = ModelFamilies.Parse(metadata.TryGetValue(FamilyKey, out var key) ? key : null, path);
+        string optionsFamily = ModelFamilies.Parse(info.Options.Family, path);
+        if (family != optionsFamily || (family == ModelFamilies.MemoryBank && info.Options.MemoryBank is null))
+        {
+            throw new InvalidDataException($"'{path}' is inconsistent: its metadata says family '{family}', its options '{optionsFamily}'{(info.Options.MemoryBank is null && family == ModelFamilies.MemoryBank ? " without memory-bank settings" : string.Empty)}.");
         }
 
         if (info.Version <= 0)

@@ -9,6 +9,15 @@ namespace UniAD.Core.Detection;
 /// </summary>
 public sealed record DetectorOptions
 {
+    /// <summary>
+    /// The model family (<see cref="ModelFamilies"/>): <c>uniad</c> (the default, and every checkpoint written before
+    /// families existed) or <c>memory-bank</c> (<see cref="MemoryBank"/> then holds its settings).
+    /// </summary>
+    public string Family { get; init; } = ModelFamilies.UniAD;
+
+    /// <summary>The memory-bank family's settings; null for UniAD.</summary>
+    public UniAD.Core.MemoryBank.MemoryBankOptions? MemoryBank { get; init; }
+
     /// <summary>Backbone model name (<c>efficientnet-b0</c>..<c>b7</c>, <c>resnet18</c>, ...; the paper: <c>efficientnet-b4</c>).</summary>
     public string Backbone { get; init; } = "efficientnet-b4";
 
@@ -24,7 +33,7 @@ public sealed record DetectorOptions
     /// <summary>Network input size (the paper: 224 x 224; each side at most <see cref="MaxInputSide"/>).</summary>
     public GridSize InputSize { get; init; } = new(224, 224);
 
-    /// <summary>Reconstruction hyper-parameters. Channels, stride and feature size are derived from the backbone, neck and input size.</summary>
+    /// <summary>Reconstruction hyper-parameters (UniAD). Channels, stride and feature size are derived from the backbone, neck and input size.</summary>
     public ReconstructionOptions Reconstruction { get; init; } = new();
 
     /// <summary>How an image score is computed from its anomaly map (the reference on MVTec-AD: 16 x 16 average pooling, then the max).</summary>

@@ -57,4 +57,23 @@ public static class DetectorPreset
 
     /// <summary>The tile margin of <see cref="CpuBudget"/> (the stride is the tile minus twice the margin).</summary>
     public const int CpuTileMargin = 32;
+
+    /// <summary>
+    /// The training-free memory-bank detector (<see cref="ModelFamilies.MemoryBank"/>, PatchCore): <paramref name="backbone"/>
+    /// (default <see cref="CpuBackbone"/>, ML.NET's ImageNet ResNet-18, which runs on a fresh machine) layers 2 and 3
+    /// (128 + 256 = 384 channels per patch, 3 x 3 neighbourhoods, a 32 x 32 patch grid per tile), every image resized to
+    /// <see cref="MemoryBankWidth"/> pixels wide (aspect kept) and cut into 256 x 256 tiles every 192 pixels with a
+    /// 32-pixel margin (as <see cref="CpuBudget"/>: small photographs are not blown up past their detail, long parts are
+    /// tiled), one bank of 1 % of at most 200,000 normal patches, maps smoothed with a Gaussian of sigma 4 and the image
+    /// score the map's maximum. <c>Train</c> fits it (no epochs). Figures on the real sets: docs/benchmarks.md.
+    /// </summary>
+    public static AnomalyDetectorBuilder MemoryBank(string backbone = CpuBackbone, string? weightsFile = null) => new AnomalyDetectorBuilder()
+        .WithBackbone(backbone, new[] { 2, 3 }, weightsFile)
+        .WithInputSize(CpuTile, CpuTile)
+        .WithTiling(new Tiling.TilingOptions { ResizeWidth = MemoryBankWidth, Stride = new GridSize(CpuTile - (2 * CpuTileMargin), CpuTile - (2 * CpuTileMargin)), Margin = CpuTileMargin })
+        .WithMemoryBank()
+        .WithImageScore(Metrics.ImageScoreKind.PlainMax);
+
+    /// <summary>The width every image is resized to by <see cref="MemoryBank"/> before tiling.</summary>
+    public const int MemoryBankWidth = 256;
 }

@@ -104,6 +104,14 @@ public sealed class ReferenceMaps
         return stack(rows).MoveToOuterDisposeScope();
     }
 
+    /// <summary>The reference of a class at a map size, as <see cref="Normalize"/> divides by it (upsampled, plus epsilon), on the CPU.</summary>
+    /// <exception cref="ArgumentException">A class is missing (null) or has no reference.</exception>
+    internal float[] Upsampled(string className, int height, int width)
+    {
+        using var reference = Reference(className, height, width, CPU);
+        return reference.contiguous().data<float>().ToArray();
+    }
+
     /// <summary>Disposes the cached resized references.</summary>
     internal void ClearCache()
     {

@@ -13,6 +13,9 @@ public enum TrainingStopReason
 
     /// <summary>The held-out loss stopped improving (<see cref="TrainingOptions.EarlyStopping"/>).</summary>
     EarlyStopping,
+
+    /// <summary>A memory bank was fitted (its family has no epochs).</summary>
+    Fitted,
 }
 
 /// <summary>

@@ -109,6 +109,7 @@ internal static class OnnxEmitters
     public static IEnumerable<IOnnxEmitter> All() => new IOnnxEmitter[]
     {
         new UniADModelEmitter(),
+        new MemoryBankModelEmitter(),
         new EfficientNetEmitter(),
         new MBConvBlockEmitter(),
         new ResNetEmitter(),

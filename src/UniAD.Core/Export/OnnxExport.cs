@@ -51,7 +51,7 @@ public static partial class OnnxExport
             throw new DirectoryNotFoundException($"Cannot export to '{full}': the folder '{folder}' does not exist.");
         }
 
-        var model = detector.UseModel(m =>
+        var model = detector.UseAnomalyModel(m =>
         {
             TorchSupport.Finiteness.RequireFinite(m, $"export '{full}'");
             return CreateModel(detector, m, options);
@@ -60,7 +60,7 @@ public static partial class OnnxExport
     }
 
     /// <summary>The ONNX model of <paramref name="detector"/>, whose tensor model is <paramref name="model"/> (called under its lock).</summary>
-    internal static ModelProto CreateModel(AnomalyDetector detector, UniADModel model, OnnxExportOptions options)
+    internal static ModelProto CreateModel(AnomalyDetector detector, IAnomalyModel model, OnnxExportOptions options)
     {
         var detectorOptions = detector.Options;
         var size = model.InputSize;
@@ -76,7 +76,8 @@ public static partial class OnnxExport
         {
             var images = graph.Input(InputName, new[] { OnnxGraph.Batch, 3, size.Height, size.Width }, BatchDimension);
             var classIndex = referencesInGraph ? graph.Input(ClassIndexName, new[] { OnnxGraph.Batch }, BatchDimension, TensorProto.Types.DataType.Int64) : null;
-            var pred = context.Emit(model, string.Empty, images)[2];
+            // Every family's emitter gives the anomaly map (B x 1 x H x W) as its last output (UniAD: feature_align, feature_rec, pred).
+            var pred = context.Emit(model.Module, string.Empty, images)[^1];
             if (referencesInGraph)
             {
                 pred = ReferenceMapEmitter.Emit(graph, "reference_maps", pred, classIndex!, references!);
@@ -101,7 +102,7 @@ public static partial class OnnxExport
             ProducerVersion = LibraryVersion(),
             Domain = "ai.uniad",
             ModelVersion = FormatVersion,
-            DocString = $"UniAD anomaly detector ({detectorOptions.Backbone}, {size.Height} x {size.Width}): {InputName} [batch, 3, H, W] normalised RGB -> {AnomalyMapName} [batch, 1, H, W], {ImageScoreName} [batch] ({detectorOptions.ScoreKind}).",
+            DocString = $"UniAD.Core anomaly detector, family {model.Family} ({detectorOptions.Backbone}, {size.Height} x {size.Width}): {InputName} [batch, 3, H, W] normalised RGB -> {AnomalyMapName} [batch, 1, H, W], {ImageScoreName} [batch] ({detectorOptions.ScoreKind}).",
             Graph = graph.Proto,
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = string.Empty, Version = Opset });
@@ -125,6 +126,7 @@ public static partial class OnnxExport
         Add(OnnxMetadataKeys.Format, FormatId);
         Add(OnnxMetadataKeys.FormatVersion, FormatVersion.ToString(CultureInfo.InvariantCulture));
         Add(OnnxMetadataKeys.LibraryVersion, LibraryVersion());
+        Add(OnnxMetadataKeys.ModelFamily, options.Family);
         Add(OnnxMetadataKeys.InputSize, JsonSerializer.Serialize(new[] { options.InputSize.Height, options.InputSize.Width }, Json));
         Add(OnnxMetadataKeys.PixelMean, JsonSerializer.Serialize(options.PixelMean, Json));
         Add(OnnxMetadataKeys.PixelStd, JsonSerializer.Serialize(options.PixelStd, Json));

@@ -148,6 +148,24 @@ internal sealed class OnnxGraph
             Ints("kernel_shape", kernelHeight, kernelWidth), Ints("strides", 1, 1), Ints("pads", 0, 0, 0, 0));
     }
 
+    /// <summary>Average pooling with a k x k window, stride 1, padding k / 2 that does not count (PyTorch's <c>avg_pool2d(x, k, 1, k / 2, count_include_pad: false)</c>).</summary>
+    public string AveragePoolSame(string scope, string x, long kernel)
+    {
+        long pad = kernel / 2;
+        return Op(scope, "AveragePool", new[] { x }, Shape(x),
+            Ints("kernel_shape", kernel, kernel), Ints("strides", 1, 1), Ints("pads", pad, pad, pad, pad), Int("count_include_pad", 0));
+    }
+
+    /// <summary>Reflection padding of an N x C x H x W tensor: <paramref name="top"/>/<paramref name="bottom"/> rows and <paramref name="left"/>/<paramref name="right"/> columns (PyTorch's <c>pad(..., Reflect)</c>).</summary>
+    public string PadReflect(string scope, string x, long top, long left, long bottom, long right)
+    {
+        var s = Shape(x);
+        return Op(scope, "Pad", new[] { x, Int64(0, 0, top, left, 0, 0, bottom, right) }, new[] { s[0], s[1], s[2] + top + bottom, s[3] + left + right }, Str("mode", "reflect"));
+    }
+
+    /// <summary>Bilinear resize of an N x C x H x W tensor to <paramref name="height"/> x <paramref name="width"/> with half-pixel centres (PyTorch's <c>interpolate(mode: bilinear, align_corners: false)</c>).</summary>
+    public string ResizeBilinearHalfPixel(string scope, string x, long height, long width) => Resize(scope, x, height, width, "half_pixel");
+
     /// <summary>Mean over the spatial dimensions, keeping them (N x C x 1 x 1).</summary>
     public string GlobalAveragePool(string scope, string x)
     {
@@ -156,7 +174,9 @@ internal sealed class OnnxGraph
     }
 
     /// <summary>Bilinear resize of an N x C x H x W tensor to <paramref name="height"/> x <paramref name="width"/> with align_corners = true (PyTorch's <c>UpsamplingBilinear2d</c>).</summary>
-    public string ResizeBilinearAlignCorners(string scope, string x, long height, long width)
+    public string ResizeBilinearAlignCorners(string scope, string x, long height, long width) => Resize(scope, x, height, width, "align_corners");
+
+    private string Resize(string scope, string x, long height, long width, string coordinates)
     {
         var s = Shape(x);
         // Resize (opset 17) wants the sizes of every axis; the batch is dynamic, so they are Shape(x)[0:2] ++ [h, w].
@@ -164,7 +184,7 @@ internal sealed class OnnxGraph
         var leading = Op(scope, "Slice", new[] { shape, Int64(0), Int64(2), Int64(0) }, new long[] { 2 });
         var sizes = Op(scope, "Concat", new[] { leading, Int64(height, width) }, new long[] { 4 }, Int("axis", 0));
         return Op(scope, "Resize", new[] { x, string.Empty, string.Empty, sizes }, new[] { s[0], s[1], height, width },
-            Str("mode", "linear"), Str("coordinate_transformation_mode", "align_corners"));
+            Str("mode", "linear"), Str("coordinate_transformation_mode", coordinates));
     }
 
     /// <summary>Concatenation along <paramref name="axis"/>.</summary>

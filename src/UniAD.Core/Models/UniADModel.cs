@@ -39,7 +39,7 @@ public sealed class UniADOutput : IDisposable
 /// keys are the reference's without its <c>module.</c> prefix: <c>backbone.*</c> and <c>reconstruction.*</c>
 /// (the neck has no weights). Training and inference orchestration live elsewhere.
 /// </summary>
-public sealed class UniADModel : Module<Tensor, UniADOutput>
+public sealed class UniADModel : Module<Tensor, UniADOutput>, IAnomalyModel
 {
     private readonly FeatureExtractor backbone;
     private readonly MfcnNeck neck;
@@ -110,6 +110,28 @@ public sealed class UniADModel : Module<Tensor, UniADOutput>
 
         return cat(parts, 0).MoveToOuterDisposeScope();
     }
+
+    /// <inheritdoc />
+    public string Family => Detection.ModelFamilies.UniAD;
+
+    /// <inheritdoc />
+    nn.Module IAnomalyModel.Module => this;
+
+    /// <summary>UniAD's anomaly maps (<see cref="UniADOutput.Pred"/> without its channel): B x H x W at the input size.</summary>
+    /// <exception cref="ArgumentException">The images do not have the input size.</exception>
+    public Tensor Maps(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var output = forward(images);
+        return output.Pred.squeeze(1).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, Tensor> State() => state_dict();
+
+    /// <inheritdoc />
+    public void LoadState(IReadOnlyDictionary<string, Tensor> state) => Weights.StateDict.Load(this, state);
 
     /// <summary>Runs the whole pipeline on normalized images (B x 3 x H x W).</summary>
     /// <exception cref="ArgumentException">The images do not have the expected size.</exception>

@@ -1,0 +1,94 @@
+using UniAD.Core.MemoryBank;
+
+namespace UniAD.Core.Export;
+
+/// <summary>
+/// The memory-bank model in ONNX: backbone → locally aware patch features → distance of every patch to its nearest bank
+/// patch (the bank an initializer; |x|² − 2x·b + |b|², clamped at 0, minimum over the bank, square root, in one batched
+/// matrix product) → the score grid upsampled bilinearly (half-pixel centres) to the input size → the Gaussian blur
+/// (reflection padding, two 1-D convolutions). Output: the map, B x 1 x H x W.
+/// </summary>
+internal sealed class MemoryBankModelEmitter : OnnxEmitter<MemoryBankModel>
+{
+    /// <inheritdoc />
+    protected override IReadOnlyList<string> Emit(OnnxEmitContext context, MemoryBankModel module, string scope, IReadOnlyList<string> inputs)
+    {
+        var g = context.Graph;
+        var layers = context.Emit(module.Backbone, OnnxEmitContext.Child(scope, "backbone"), inputs[0]);
+        var grid = module.PatchGrid;
+        string featureScope = OnnxEmitContext.Child(scope, "patch_features");
+        var parts = new List<string>();
+        foreach (var layer in layers)
+        {
+            var local = module.Options.Neighbourhood == 1 ? layer : g.AveragePoolSame(featureScope, layer, module.Options.Neighbourhood);
+            var s = g.Shape(local);
+            parts.Add(s[2] == grid.Height && s[3] == grid.Width ? local : g.ResizeBilinearHalfPixel(featureScope, local, grid.Height, grid.Width));
+        }
+
+        var features = parts.Count == 1 ? parts[0] : g.Concat(featureScope, parts, 1);
+        long width = module.FeatureWidth, cells = grid.Count;
+
+        // Rows: B x (h·w) x D.
+        string nn = OnnxEmitContext.Child(scope, "nearest_neighbour");
+        var rows = g.Transpose(nn, g.Reshape(nn, features, new[] { -1, width, cells }), 0, 2, 1);
+        var bank = Values(module.Bank);
+        long k = module.Bank.shape[0];
+        var bankT = new float[bank.Length];
+        var norms = new float[k];
+        for (long i = 0; i < k; i++)
+        {
+            double sum = 0;
+            for (long d = 0; d < width; d++)
+            {
+                float v = bank[(i * width) + d];
+                bankT[(d * k) + i] = v;
+                sum += v * v;
+            }
+
+            norms[i] = (float)sum;
+        }
+
+        var products = g.MatMul(nn, rows, g.Initializer(OnnxEmitContext.Child(nn, "bank_t"), bankT, new[] { width, k }));
+        var rowNorms = g.ReduceSumKeepDims(nn, g.Mul(nn, rows, rows), 2);
+        var squared = g.Add(nn, g.Sub(nn, rowNorms, g.Mul(nn, g.Scalar(2f), products)), g.Initializer(OnnxEmitContext.Child(nn, "bank_norms"), norms, new[] { 1, k }));
+        var nearest = g.Unary(nn, "Sqrt", g.Reduce(nn, "ReduceMin", g.Unary(nn, "Relu", squared), new long[] { 2 }, keepDims: false));
+        var scores = g.Reshape(nn, nearest, new[] { -1, 1, (long)grid.Height, grid.Width });
+
+        string mapScope = OnnxEmitContext.Child(scope, "map");
+        var input = context.InputSize;
+        var map = g.ResizeBilinearHalfPixel(mapScope, scores, input.Height, input.Width);
+        return new[] { module.Options.Sigma > 0 ? Blur(g, mapScope, map, module.Options.Sigma) : map };
+    }
+
+    /// <summary>The separable Gaussian of <see cref="PatchMemoryBank.GaussianBlur"/>: reflection padding (at most the map's side − 1), then a row and a column convolution.</summary>
+    private static string Blur(OnnxGraph g, string scope, string map, double sigma)
+    {
+        int radius = (int)Math.Floor((4 * sigma) + 0.5);
+        var weights = Enumerable.Range(-radius, (2 * radius) + 1).Select(i => (float)Math.Exp(-(i * (double)i) / (2 * sigma * sigma))).ToArray();
+        float total = weights.Sum();
+        var kernel = weights.Select(w => w / total).ToArray();
+        var x = map;
+        foreach (bool alongWidth in new[] { true, false })
+        {
+            var s = g.Shape(x);
+            long size = alongWidth ? s[3] : s[2];
+            int pad = (int)Math.Min(radius, size - 1);
+            var k = kernel;
+            if (pad < radius)
+            {
+                // A map narrower than the kernel: its middle part, renormalised (as the TorchSharp model does).
+                var middle = kernel.Skip(radius - pad).Take((2 * pad) + 1).ToArray();
+                float sum = middle.Sum();
+                k = middle.Select(v => v / sum).ToArray();
+            }
+
+            var padded = pad == 0 ? x : alongWidth ? g.PadReflect(scope, x, 0, pad, 0, pad) : g.PadReflect(scope, x, pad, 0, pad, 0);
+            var weight = g.Initializer(OnnxEmitContext.Child(scope, alongWidth ? "blur_row" : "blur_column"), k, alongWidth ? new long[] { 1, 1, 1, k.Length } : new long[] { 1, 1, k.Length, 1 });
+            x = g.Conv(scope, padded, weight, null, new long[] { 1, 1 }, new long[] { 0, 0, 0, 0 }, 1);
+        }
+
+        return x;
+    }
+
+    private static float[] Values(TorchSharp.torch.Tensor t) => OnnxGraph.Values(t);
+}

@@ -1,0 +1,59 @@
+using UniAD.Core;
+using UniAD.Core.Backbones;
+using UniAD.Core.Detection;
+using UniAD.Core.Export;
+using UniAD.Core.Metrics;
+using UniAD.Core.Tests.Detection;
+using UniAD.Core.Tiling;
+using Xunit.Abstractions;
+
+namespace UniAD.Onnx.Tests;
+
+/// <summary>
+/// The memory-bank family exported to ONNX (the bank an initializer, the distances in the graph) and scored by
+/// OnnxAnomalyScorer: every score and map value within 1e-4 (absolute or relative) of the TorchSharp detector, untiled
+/// and tiled, calibrated; the family key in the metadata.
+/// </summary>
+public sealed class MemoryBankScorerTests(SyntheticData data, ITestOutputHelper output) : IClassFixture<SyntheticData>, IDisposable
+{
+    private readonly string root = Directory.CreateTempSubdirectory("uniad-onnx-bank-").FullName;
+
+    private static AnomalyDetectorBuilder Builder() => new AnomalyDetectorBuilder()
+        .WithBackbone(MlNetBackbone.ModelName, new[] { 2, 3 })
+        .WithInputSize(64, 64)
+        .WithMemoryBank(o => o with { CoresetRatio = 0.1 })
+        .WithImageScore(ImageScoreKind.PlainMax);
+
+    [Fact]
+    public void Untiled_and_calibrated_scores_and_maps_match_the_detector()
+    {
+        using var detector = Builder().Build();
+        detector.Train(data.Train);
+        var calibration = detector.CalibrateOnValidation(data.Train, falseAlarmRate: 0.1, minimumNormalImages: 5);
+        using var scorer = ScorerParity.ExportAndLoad(detector, root, "bank.onnx");
+        Assert.Equal(ModelFamilies.MemoryBank, scorer.Info.Family);
+        Assert.Equal(calibration.ImageThreshold, scorer.Calibration!.ImageThreshold);
+        var images = ScorerParity.Images(7, (64, 64), (97, 71), (150, 120));
+        var diff = ScorerParity.CompareAll(
+            detector.ScoreBatch(images.Select(i => i.Image).ToList(), images.Select(i => (string?)i.Name).ToList()),
+            scorer.ScoreBatch(images.Select(i => i.Image).ToList(), images.Select(i => (string?)i.Name).ToList()),
+            "memory bank, untiled");
+        var files = data.Test.Samples.Select(s => s.ImagePath).ToList();
+        var onFiles = ScorerParity.CompareAll(detector.ScoreBatch(files), scorer.ScoreBatch(files), "memory bank, test files");
+        output.WriteLine($"memory bank untiled, synthetic images: {diff}; {files.Count} test files: {onFiles}");
+    }
+
+    [Fact]
+    public void Tiled_scores_and_maps_match_the_detector()
+    {
+        using var detector = Builder().WithTiling(new TilingOptions { ResizeWidth = 96, Stride = new GridSize(32, 32), Margin = 16 }).Build();
+        detector.Train(data.Train);
+        using var scorer = ScorerParity.ExportAndLoad(detector, root, "bank-tiled.onnx");
+        Assert.NotNull(scorer.Info.Tiling);
+        var images = ScorerParity.Images(8, (64, 64), (150, 120), (48, 200));
+        var diff = ScorerParity.Max(images.Select(i => ScorerParity.Compare(detector.Score(i.Image, i.Name), scorer.Score(i.Image, i.Name), i.Name)));
+        output.WriteLine($"memory bank tiled (96 wide, 64 tiles every 32): {diff}");
+    }
+
+    public void Dispose() => Directory.Delete(root, recursive: true);
+}
