@@ -4,8 +4,9 @@
 // the normal images of all classes at once, evaluates it per class, writes heat maps, and saves the
 // detector. Its backbone is ML.NET's pretrained ImageNet ResNet-18, which NuGet ships (the package
 // Microsoft.ML.DnnImageFeaturizer.ResNet18): real features, no download beyond the restore.
-// Run: dotnet run -c Release --project samples/UniAD.QuickStart [-- [output-folder] [--random-backbone]]
+// Run: dotnet run -c Release --project samples/UniAD.QuickStart [-- [output-folder] [--random-backbone] [--model uniad|memory-bank]]
 // --random-backbone trains the same network on a random (untrained) ResNet-18 instead, for comparison.
+// --model memory-bank fits the training-free memory-bank detector (PatchCore) on the same data instead of training UniAD.
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -16,14 +17,17 @@ using UniAD.Core.Metrics;
 var culture = CultureInfo.InvariantCulture;
 var clock = Stopwatch.StartNew();
 bool randomBackbone = args.Contains("--random-backbone");
-var unknown = args.FirstOrDefault(a => a.StartsWith("--", StringComparison.Ordinal) && a != "--random-backbone");
-if (unknown is not null)
+int modelAt = Array.IndexOf(args, "--model");
+string family = modelAt >= 0 && modelAt + 1 < args.Length ? args[modelAt + 1] : "uniad";
+var unknown = args.Where((a, i) => a.StartsWith("--", StringComparison.Ordinal) && a is not ("--random-backbone" or "--model") && i != modelAt + 1).FirstOrDefault();
+if (unknown is not null || (modelAt >= 0 && family is not ("uniad" or "memory-bank")))
 {
-    Console.Error.WriteLine($"unknown option '{unknown}'; usage: UniAD.QuickStart [output-folder] [--random-backbone]");
+    Console.Error.WriteLine($"unknown option '{unknown ?? family}'; usage: UniAD.QuickStart [output-folder] [--random-backbone] [--model uniad|memory-bank]");
     return 2;
 }
 
-var folder = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
+bool memoryBank = family == "memory-bank";
+var folder = args.Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && i != modelAt + 1).FirstOrDefault();
 var output = Path.GetFullPath(folder ?? Path.Combine(Path.GetTempPath(), "uniad-quickstart"));
 var dataRoot = Path.Combine(output, "data");
 if (Directory.Exists(dataRoot))
@@ -47,19 +51,32 @@ Console.WriteLine($"Splits: {train.Samples.Count} training images, {heldOut.Samp
 // layers 1-3 resized to stride 16 give 8 x 8 tokens of a 128 x 128 image, and a 3 x 3 neighbor mask on
 // that grid plays the part of the paper's 7 x 7 on 14 x 14. The paper's detector is simply
 // `new AnomalyDetectorBuilder().WithBackboneWeights("efficientnet-b4-6ed6700e.pth").Build()`.
-using var detector = new AnomalyDetectorBuilder()
-    .WithBackbone(randomBackbone ? "resnet18" : "mlnet-resnet18", layers: new[] { 1, 2, 3 })
-    .WithInputSize(size, size)
-    .WithNeckStride(16)
-    .WithNeighborMask(3, 3)
-    .WithReconstruction(o => o with { HiddenDim = 128, NumHeads = 4, NumEncoderLayers = 2, NumDecoderLayers = 2, FeedForwardDim = 256 })
-    .WithImageScore(ImageScoreKind.PooledMax, poolSize: 16)
-    .WithSeed(seed)
-    .WithLogging(NullLoggerFactory.Instance)
-    .Build();
+// With --model memory-bank: the training-free memory bank on the same backbone's layers 2-3 (a 16 x 16 patch grid of a
+// 128 x 128 image), a 10 % coreset, the image score the smoothed map's maximum; Train fits it in one pass.
+using var detector = memoryBank
+    ? new AnomalyDetectorBuilder()
+        .WithBackbone(randomBackbone ? "resnet18" : "mlnet-resnet18", layers: new[] { 2, 3 })
+        .WithInputSize(size, size)
+        .WithMemoryBank(o => o with { CoresetRatio = 0.1 })
+        .WithImageScore(ImageScoreKind.PlainMax)
+        .WithSeed(seed)
+        .WithLogging(NullLoggerFactory.Instance)
+        .Build()
+    : new AnomalyDetectorBuilder()
+        .WithBackbone(randomBackbone ? "resnet18" : "mlnet-resnet18", layers: new[] { 1, 2, 3 })
+        .WithInputSize(size, size)
+        .WithNeckStride(16)
+        .WithNeighborMask(3, 3)
+        .WithReconstruction(o => o with { HiddenDim = 128, NumHeads = 4, NumEncoderLayers = 2, NumDecoderLayers = 2, FeedForwardDim = 256 })
+        .WithImageScore(ImageScoreKind.PooledMax, poolSize: 16)
+        .WithSeed(seed)
+        .WithLogging(NullLoggerFactory.Instance)
+        .Build();
 var r = detector.Options.Reconstruction;
-Console.WriteLine($"Demo network (smaller than the paper's): {(randomBackbone ? "RANDOM (untrained) ResNet-18" : "ML.NET's pretrained ImageNet ResNet-18")} layers 1-3 ({r.InputChannels} channels), {size} x {size} input, " +
-                  $"{r.FeatureSize} tokens, width {r.HiddenDim}, {r.NumEncoderLayers}+{r.NumDecoderLayers} layers, neighbor mask {r.NeighborSize}, jitter {r.FeatureJitter?.Scale}.");
+Console.WriteLine(memoryBank
+    ? $"Memory bank (training-free): {(randomBackbone ? "RANDOM (untrained) ResNet-18" : "ML.NET's pretrained ImageNet ResNet-18")} layers 2-3, {size} x {size} input, a {detector.Options.MemoryBank!.CoresetRatio:P0} coreset of the normal patches."
+    : $"Demo network (smaller than the paper's): {(randomBackbone ? "RANDOM (untrained) ResNet-18" : "ML.NET's pretrained ImageNet ResNet-18")} layers 1-3 ({r.InputChannels} channels), {size} x {size} input, " +
+      $"{r.FeatureSize} tokens, width {r.HiddenDim}, {r.NumEncoderLayers}+{r.NumDecoderLayers} layers, neighbor mask {r.NeighborSize}, jitter {r.FeatureJitter?.Scale}.");
 
 var epochs = randomBackbone ? 60 : 30;
 var result = detector.Train(
@@ -78,7 +95,7 @@ Console.WriteLine();
 Console.WriteLine($"Test split ({test.Samples.Count} images):");
 Console.WriteLine("| class | image AUROC | image AP | pixel AUROC | pixel AP | AU-PRO |");
 Console.WriteLine("|---|---:|---:|---:|---:|---:|");
-string imageKey = MetricKeys.ImageAuroc(ImageScoreKind.PooledMax), imageAp = MetricKeys.ImageAveragePrecision(ImageScoreKind.PooledMax), aupro = MetricKeys.PixelAuPro(0.3);
+string imageKey = MetricKeys.ImageAuroc(detector.Options.ScoreKind), imageAp = MetricKeys.ImageAveragePrecision(detector.Options.ScoreKind), aupro = MetricKeys.PixelAuPro(0.3);
 foreach (var row in report.Classes.Select(c => (c.Name, c.Values)).Append(("mean", report.Mean)))
 {
     var v = row.Item2;
@@ -109,7 +126,7 @@ using (var reloaded = AnomalyDetector.Load(modelPath))
 }
 
 Console.WriteLine($"Wrote {written.Count} heat maps (image | ground truth | predicted mask | overlay, labelled) to {heatmaps}, metrics to {output}.");
-Console.WriteLine(string.Create(culture, $"Done in {clock.Elapsed.TotalSeconds:F0} s on {Environment.ProcessorCount} cores (CPU); {result.EpochsCompleted} epochs."));
+Console.WriteLine(string.Create(culture, $"Done in {clock.Elapsed.TotalSeconds:F0} s on {Environment.ProcessorCount} cores (CPU); {(detector.LastFit is { } fit ? $"a memory bank of {fit.BankSize} patches fitted in {result.Duration.TotalSeconds:F0} s" : $"{result.EpochsCompleted} epochs")}."));
 Console.WriteLine();
 Console.WriteLine("Real data: MvtecAd.Open(\"/path/to/mvtec_anomaly_detection\", DatasetSplit.Train) and the paper's network with");
 Console.WriteLine("EfficientNet-PyTorch's efficientnet-b4-6ed6700e.pth (see README.md and docs/weights.md, docs/reproducing-mvtec.md).");

@@ -24,10 +24,22 @@ internal sealed class UniADModelEmitter : OnnxEmitter<UniADModel>
 internal static class AnomalyMapEmitter
 {
     /// <summary>Emits the map of <paramref name="featureRec"/> against <paramref name="featureAlign"/> (B x C x h x w): B x 1 x h·stride x w·stride.</summary>
-    public static string Emit(OnnxGraph g, string scope, string featureRec, string featureAlign, int stride)
+    public static string Emit(OnnxGraph g, string scope, string featureRec, string featureAlign, int stride, Reconstruction.ReconstructionObjective objective = Reconstruction.ReconstructionObjective.Mse)
     {
-        var diff = g.Sub(scope, featureRec, featureAlign);
-        var error = g.Unary(scope, "Sqrt", g.ReduceSumKeepDims(scope, g.Mul(scope, diff, diff), 1));
+        string error;
+        if (objective == Reconstruction.ReconstructionObjective.GlobalCosine)
+        {
+            // 1 − rec·align / (|rec| |align|) per position (libtorch's eps of 1e-8 never binds on real features).
+            var dot = g.ReduceSumKeepDims(scope, g.Mul(scope, featureRec, featureAlign), 1);
+            var norms = g.Mul(scope, Norm(g, scope, featureRec), Norm(g, scope, featureAlign));
+            error = g.Sub(scope, g.Scalar(1f), g.Div(scope, dot, norms));
+        }
+        else
+        {
+            var diff = g.Sub(scope, featureRec, featureAlign);
+            error = g.Unary(scope, "Sqrt", g.ReduceSumKeepDims(scope, g.Mul(scope, diff, diff), 1));
+        }
+
         if (stride == 1)
         {
             return error;
@@ -36,6 +48,8 @@ internal static class AnomalyMapEmitter
         var s = g.Shape(error);
         return g.ResizeBilinearAlignCorners(OnnxEmitContext.Child(scope, "upsample"), error, s[2] * stride, s[3] * stride);
     }
+
+    private static string Norm(OnnxGraph g, string scope, string x) => g.Unary(scope, "Sqrt", g.ReduceSumKeepDims(scope, g.Mul(scope, x, x), 1));
 }
 
 /// <summary>

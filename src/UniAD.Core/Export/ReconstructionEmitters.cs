@@ -33,7 +33,7 @@ internal sealed class UniADReconstructionEmitter : OnnxEmitter<UniADReconstructi
             var decoded = context.Emit(Child<UniADTransformer>(module, "transformer"), OnnxEmitContext.Child(scope, "transformer"), hidden, pos)[0];
             var rec = context.Emit(Child<Linear>(module, "output_proj"), OnnxEmitContext.Child(scope, "output_proj"), decoded)[0];
             rec = g.Reshape(scope, g.Transpose(scope, rec, 1, 2, 0), new[] { 0, c, h, w });
-            var pred = AnomalyMapEmitter.Emit(g, OnnxEmitContext.Child(scope, "pred"), rec, align, o.InputStride);
+            var pred = AnomalyMapEmitter.Emit(g, OnnxEmitContext.Child(scope, "pred"), rec, align, o.InputStride, o.Objective);
             return new[] { rec, pred };
         }
         finally

@@ -92,6 +92,12 @@ public sealed record ReconstructionOptions
     /// <summary>Seed of the initial weights and of the jitter noise (the reference's seed is 133).</summary>
     public long Seed { get; init; } = 133;
 
+    /// <summary>The training objective and map (default <see cref="ReconstructionObjective.Mse"/>, the paper's).</summary>
+    public ReconstructionObjective Objective { get; init; } = ReconstructionObjective.Mse;
+
+    /// <summary>Hard-point mining of <see cref="ReconstructionObjective.GlobalCosine"/> (unused by MSE).</summary>
+    public HardMiningOptions HardMining { get; init; } = new();
+
     /// <summary>
     /// Most tokens (feature-map positions) a network may have: 64 x 64. Attention and the neighbor mask grow with
     /// its square (4096 tokens: a 16 M-entry mask); larger parts are tiled (<see cref="Tiling.TilingOptions"/>).
@@ -131,6 +137,12 @@ public sealed record ReconstructionOptions
             throw new ArgumentException($"{nameof(Dropout)} = {Dropout} must lie in [0, 1).", nameof(Dropout));
         }
 
+        if (!Enum.IsDefined(Objective))
+        {
+            throw new ArgumentException($"{nameof(Objective)} = {Objective} is not a known objective.", nameof(Objective));
+        }
+
+        HardMining.Validate();
         if (!Enum.IsDefined(Activation))
         {
             throw new ArgumentException($"{nameof(Activation)} = {Activation} is not a known activation.", nameof(Activation));

@@ -79,9 +79,12 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
         CheckInput(featureAlign);
         using var scope = NewDisposeScope();
         var featureRec = Reconstruct(featureAlign);
-        var pred = AnomalyMap.Compute(featureRec, featureAlign, Options.InputStride);
+        var pred = AnomalyMap.Of(Options.Objective, featureRec, featureAlign, Options.InputStride);
         return new ReconstructionOutput(featureRec.MoveToOuterDisposeScope(), pred.MoveToOuterDisposeScope());
     }
+
+    /// <summary>The training loss of the configured objective at optimiser step <paramref name="step"/> (<see cref="ReconstructionLoss.Of"/>).</summary>
+    public Tensor Loss(Tensor featureRec, Tensor featureAlign, long step) => ReconstructionLoss.Of(Options, featureRec, featureAlign, step);
 
     /// <summary>Reconstructs the features only (no anomaly map): B x C x h x w in, the same shape out.</summary>
     /// <exception cref="ArgumentException">The input has the wrong shape.</exception>
