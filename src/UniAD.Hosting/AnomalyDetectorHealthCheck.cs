@@ -45,7 +45,7 @@ public sealed class AnomalyDetectorHealthCheck : IHealthCheck
         }
         catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
         {
-            problem = "no anomaly model is loaded";
+            problem = "no anomaly detector is loaded";
         }
 
         if (!scorer.IsRunning)
@@ -54,7 +54,7 @@ public sealed class AnomalyDetectorHealthCheck : IHealthCheck
         }
 
         var result = problem is null
-            ? HealthCheckResult.Healthy("A model is loaded and the scorer is running.", data)
+            ? HealthCheckResult.Healthy("A detector is loaded and the scorer is running.", data)
             : new HealthCheckResult(context.Registration.FailureStatus, char.ToUpperInvariant(problem[0]) + problem[1..] + ".", data: data);
         return Task.FromResult(result);
     }
