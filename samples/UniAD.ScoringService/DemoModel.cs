@@ -1,5 +1,6 @@
 using UniAD.Core.Data;
 using UniAD.Core.Detection;
+using UniAD.Core.Export;
 
 namespace UniAD.ScoringService;
 
@@ -23,8 +24,11 @@ public static class DemoModel
         .WithImageScore(UniAD.Core.Metrics.ImageScoreKind.PooledMax, 4)
         .WithSeed(seed);
 
-    /// <summary>Generates the data, trains, calibrates and saves the demo detector under <paramref name="folder"/>; returns the model file.</summary>
-    public static string Create(string folder, ILogger logger, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Generates the data, trains, calibrates and saves the demo detector under <paramref name="folder"/>; returns the model
+    /// file: the checkpoint, or with <paramref name="onnx"/> the calibrated model exported to ONNX (both need libtorch).
+    /// </summary>
+    public static string Create(string folder, ILogger logger, CancellationToken cancellationToken = default, bool onnx = false)
     {
         ArgumentNullException.ThrowIfNull(logger);
         Directory.CreateDirectory(folder);
@@ -44,6 +48,12 @@ public static class DemoModel
         var calibration = detector.CalibrateOnValidation(heldOut, falseAlarmRate: 0.1, cancellationToken: cancellationToken);
         var path = Path.Combine(folder, "demo.safetensors");
         detector.Save(path);
+        if (onnx)
+        {
+            path = Path.ChangeExtension(path, ".onnx");
+            detector.ExportOnnx(path);
+        }
+
         logger.LogWarning("Trained the DEMO model ({Epochs} epochs in {Seconds:F1} s, random backbone, synthetic images; threshold {Threshold:G4}) and saved it to {Path}. Set UniAD:ModelPath to serve a real model.", result.EpochsCompleted, result.Duration.TotalSeconds, calibration.ImageThreshold, path);
         return path;
     }

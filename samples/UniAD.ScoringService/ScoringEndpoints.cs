@@ -38,14 +38,55 @@ public static class ScoringEndpoints
     /// <summary>Room for multipart boundaries and headers above <see cref="AnomalyDetectorServiceOptions.MaxImageBytes"/> in the request body limit.</summary>
     public const long MultipartOverheadBytes = 64 * 1024;
 
+    /// <summary>The configuration key that chooses the runtime: <c>UniAD:Runtime</c>.</summary>
+    public const string RuntimeKey = AnomalyDetectorServiceOptions.SectionName + ":Runtime";
+
     /// <summary>
-    /// Registers the hosted detector from the configuration section <c>UniAD</c> (<see cref="AnomalyDetectorServiceOptions"/>;
-    /// validated at start), its health check and problem details.
+    /// The runtime the configuration asks for: <c>UniAD:Runtime</c> (<c>torch</c> or <c>onnx</c>, any case), or, when it
+    /// is not set, <c>onnx</c> for a <c>UniAD:ModelPath</c> ending with <c>.onnx</c> and <c>torch</c> otherwise.
     /// </summary>
+    /// <exception cref="InvalidOperationException"><c>UniAD:Runtime</c> is another value.</exception>
+    public static string Runtime(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var runtime = configuration[RuntimeKey];
+        if (string.IsNullOrWhiteSpace(runtime))
+        {
+            var model = configuration[$"{AnomalyDetectorServiceOptions.SectionName}:{nameof(AnomalyDetectorServiceOptions.ModelPath)}"];
+            return model?.Trim().EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) == true ? "onnx" : "torch";
+        }
+
+        return runtime.Trim().ToLowerInvariant() switch
+        {
+            "torch" => "torch",
+            "onnx" => "onnx",
+            _ => throw new InvalidOperationException($"{RuntimeKey} must be 'torch' (a .safetensors checkpoint on libtorch) or 'onnx' (an exported .onnx file on ONNX Runtime); got '{runtime}'."),
+        };
+    }
+
+    /// <summary>
+    /// Registers the hosted model from the configuration section <c>UniAD</c> (<see cref="AnomalyDetectorServiceOptions"/>,
+    /// and <see cref="OnnxScorerServiceOptions"/> from <c>UniAD:Onnx</c>; validated at start) on the runtime of
+    /// <see cref="Runtime"/>, its health check and problem details.
+    /// </summary>
+    /// <exception cref="InvalidOperationException"><c>UniAD:Runtime</c> is not <c>torch</c> nor <c>onnx</c>, or is <c>torch</c> in a build without libtorch.</exception>
     public static IServiceCollection AddScoringService(this IServiceCollection services, IConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        services.AddAnomalyDetector(configuration.GetSection(AnomalyDetectorServiceOptions.SectionName));
+        var section = configuration.GetSection(AnomalyDetectorServiceOptions.SectionName);
+        if (Runtime(configuration) == "onnx")
+        {
+            services.AddOnnxAnomalyScorer(section);
+        }
+        else
+        {
+#if UNIAD_ONNX_ONLY
+            throw new InvalidOperationException($"This build of the service ships ONNX Runtime only (UniADScoringRuntime=onnx), no libtorch: set UniAD:ModelPath to an .onnx file written by AnomalyDetector.ExportOnnx (or {RuntimeKey}=onnx), or build with UniADScoringRuntime=torch to score a .safetensors checkpoint.");
+#else
+            services.AddAnomalyDetector(section);
+#endif
+        }
+
         services.AddHealthChecks().AddAnomalyDetectorHealthCheck();
         services.AddProblemDetails();
         return services;

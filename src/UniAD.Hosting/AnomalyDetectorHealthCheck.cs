@@ -3,8 +3,10 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 namespace UniAD.Hosting;
 
 /// <summary>
-/// Healthy when a detector is loaded and the batching scorer's loop is running; the data report the model's source,
-/// generation, epochs trained, whether it is calibrated, and the queue's length and capacity. Otherwise the registration's
+/// Healthy when a model is loaded and the batching scorer's loop is running; the data report the model's source
+/// (<c>modelPath</c>), <c>generation</c>, <c>loadedAt</c>, <c>runtime</c> (<c>torch</c> or <c>onnx</c>), whether it is
+/// <c>calibrated</c>, <c>epochsTrained</c> and <c>device</c> (TorchSharp detector) or <c>executionProvider</c> (ONNX
+/// scorer), and the queue's length and capacity. Otherwise the registration's
 /// failure status (unhealthy by default) with the reason. Registered by
 /// <see cref="AnomalyDetectorServiceCollectionExtensions.AddAnomalyDetectorHealthCheck"/>.
 /// </summary>
@@ -36,13 +38,10 @@ public sealed class AnomalyDetectorHealthCheck : IHealthCheck
         try
         {
             using var lease = provider.Acquire();
-            var detector = lease.Detector;
             data["modelPath"] = lease.Model.Source ?? string.Empty;
             data["generation"] = lease.Model.Generation;
             data["loadedAt"] = lease.Model.LoadedAt;
-            data["epochsTrained"] = detector.EpochsTrained;
-            data["calibrated"] = detector.Calibration is not null;
-            data["device"] = detector.Device.ToString();
+            ScorerFacts.Report(lease.Scorer, data);
         }
         catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
         {

@@ -6,29 +6,42 @@ using UniAD.Core.Detection;
 
 namespace UniAD.Hosting;
 
-/// <summary>What the provider knows of the detector it serves.</summary>
-/// <param name="Source">The file it was loaded from, or the source named to <see cref="AnomalyDetectorProvider.Swap"/> (null when none was named).</param>
-/// <param name="Generation">1 for the first detector, then one more at every swap or reload.</param>
-/// <param name="LoadedAt">When it became the current detector.</param>
-public sealed record AnomalyModelInfo(string? Source, int Generation, DateTimeOffset LoadedAt);
+/// <summary>What the provider knows of the model it serves.</summary>
+/// <param name="Source">The file it was loaded from, or the source named to <see cref="AnomalyDetectorProvider.Swap(ImageScorer, string?)"/> (null when none was named).</param>
+/// <param name="Generation">1 for the first model, then one more at every swap or reload.</param>
+/// <param name="LoadedAt">When it became the current model.</param>
+public sealed record AnomalyModelInfo(string? Source, int Generation, DateTimeOffset LoadedAt)
+{
+    /// <summary>The runtime the model scores on: <c>torch</c> (UniAD.Core's <see cref="AnomalyDetector"/>, libtorch; the default) or <c>onnx</c> (UniAD.Onnx's <c>OnnxAnomalyScorer</c>, ONNX Runtime).</summary>
+    public string Runtime { get; init; } = ScorerFacts.Torch;
+}
 
 /// <summary>
-/// Holds the service's current <see cref="AnomalyDetector"/> and hot-swaps it atomically. Scoring code borrows the current
-/// detector with <see cref="Acquire"/> (a reference-counted <see cref="AnomalyDetectorLease"/>); <see cref="Swap"/> and
-/// <see cref="ReloadAsync"/> replace it at once for new callers, and the old instance is disposed only when the last
-/// lease on it is released, never while a call is using it.
+/// Holds the service's current model, an <see cref="ImageScorer"/> (UniAD.Core's <see cref="AnomalyDetector"/> on libtorch
+/// or UniAD.Onnx's <c>OnnxAnomalyScorer</c> on ONNX Runtime), and hot-swaps it atomically. Scoring code borrows the
+/// current model with <see cref="Acquire"/> (a reference-counted <see cref="AnomalyDetectorLease"/>);
+/// <see cref="Swap(ImageScorer, string?)"/> and <see cref="ReloadAsync"/> replace it at once for new callers, and the old
+/// instance is disposed only when the last lease on it is released, never while a call is using it.
 /// </summary>
 /// <remarks>
 /// <para>The pattern for a service that retrains: score with the current detector, train (or load) another instance
-/// elsewhere, then <see cref="Swap"/> it in. Training holds a detector's lock for the whole run, so never train the
-/// instance that is serving.</para>
-/// <para>As a hosted service (registered by <c>AddAnomalyDetector</c>), it loads <see cref="AnomalyDetectorServiceOptions.ModelPath"/>
-/// when the host starts, unless a detector was swapped in before; a model that cannot be loaded stops the host's start.
-/// Disposing the provider disposes the current detector (after its leases are released).</para>
+/// elsewhere, then <see cref="Swap(AnomalyDetector, string?)"/> it in. Training holds a detector's lock for the whole
+/// run, so never train the instance that is serving.</para>
+/// <para>Models are loaded from files by the registration's loader: <c>AddAnomalyDetector</c> loads checkpoints with
+/// <see cref="AnomalyDetector.Load(string, string?, ILoggerFactory?)"/> on
+/// <see cref="AnomalyDetectorServiceOptions.Device"/>; <c>AddOnnxAnomalyScorer</c> loads <c>.onnx</c> files with
+/// <c>OnnxAnomalyScorer.Load</c> and the <see cref="OnnxScorerServiceOptions"/>. The service code sees only the scoring
+/// contract of <see cref="ImageScorer"/>; the few facts it reports beyond it (calibration, runtime, epochs or execution
+/// provider) are read from the two runtimes' own public members.</para>
+/// <para>As a hosted service (registered by <c>AddAnomalyDetector</c> or <c>AddOnnxAnomalyScorer</c>), it loads
+/// <see cref="AnomalyDetectorServiceOptions.ModelPath"/> when the host starts, unless a model was swapped in before; a
+/// model that cannot be loaded stops the host's start. Disposing the provider disposes the current model (after its
+/// leases are released).</para>
 /// </remarks>
 public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
 {
     private readonly IOptions<AnomalyDetectorServiceOptions> options;
+    private readonly Func<string, ImageScorer>? loader;
     private readonly ILoggerFactory loggerFactory;
     private readonly ILogger logger;
     private readonly object swapGate = new();
@@ -37,7 +50,10 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
     private int generation;
     private bool disposed;
 
-    /// <summary>Creates an empty provider; <see cref="StartAsync"/> loads the configured model.</summary>
+    /// <summary>
+    /// Creates an empty provider of TorchSharp detectors; <see cref="StartAsync"/> loads the configured checkpoint on
+    /// <see cref="AnomalyDetectorServiceOptions.Device"/> and applies <see cref="AnomalyDetectorServiceOptions.Sensitivity"/>.
+    /// </summary>
     public AnomalyDetectorProvider(IOptions<AnomalyDetectorServiceOptions> options, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -46,17 +62,34 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
         logger = this.loggerFactory.CreateLogger<AnomalyDetectorProvider>();
     }
 
-    /// <summary>Whether a detector is loaded.</summary>
+    /// <summary>
+    /// Creates an empty provider whose models <paramref name="loader"/> loads from files (at start, from
+    /// <see cref="AnomalyDetectorServiceOptions.ModelPath"/>, and at every <see cref="ReloadAsync"/>), e.g.
+    /// <c>path =&gt; OnnxAnomalyScorer.Load(path, onnxOptions)</c>. The loader returns a model ready to serve (its
+    /// sensitivity applied: the provider does not apply <see cref="AnomalyDetectorServiceOptions.Sensitivity"/> itself);
+    /// the provider owns and disposes what it returns. <see cref="AnomalyDetectorServiceOptions.Device"/> is not used.
+    /// </summary>
+    /// <param name="options">The service's options (model path).</param>
+    /// <param name="loggerFactory">The loggers, or null.</param>
+    /// <param name="loader">Loads a model from a file; its exceptions (a missing or corrupt file) stop the host's start or fail the reload.</param>
+    public AnomalyDetectorProvider(IOptions<AnomalyDetectorServiceOptions> options, ILoggerFactory? loggerFactory, Func<string, ImageScorer> loader)
+        : this(options, loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(loader);
+        this.loader = loader;
+    }
+
+    /// <summary>Whether a model is loaded.</summary>
     public bool IsLoaded => Volatile.Read(ref current) is not null;
 
-    /// <summary>The current detector's description, or null before the first load.</summary>
+    /// <summary>The current model's description, or null before the first load.</summary>
     public AnomalyModelInfo? Model => Volatile.Read(ref current)?.Info;
 
     /// <summary>
-    /// Borrows the current detector until the lease is disposed: a swap meanwhile does not dispose it. Keep leases short
-    /// (one scoring call or batch): a retired detector's memory is freed only when its last lease ends.
+    /// Borrows the current model until the lease is disposed: a swap meanwhile does not dispose it. Keep leases short
+    /// (one scoring call or batch): a retired model's memory is freed only when its last lease ends.
     /// </summary>
-    /// <exception cref="InvalidOperationException">No detector is loaded yet.</exception>
+    /// <exception cref="InvalidOperationException">No model is loaded yet.</exception>
     /// <exception cref="ObjectDisposedException">The provider was disposed.</exception>
     public AnomalyDetectorLease Acquire()
     {
@@ -66,7 +99,7 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
             var holder = Volatile.Read(ref current) ?? throw new InvalidOperationException("No anomaly detector is loaded yet (the provider loads UniAD:ModelPath when the host starts).");
             if (holder.TryAddRef())
             {
-                return new AnomalyDetectorLease(holder.Detector, holder.Info, holder.Release);
+                return new AnomalyDetectorLease(holder.Scorer, holder.Info, holder.Release);
             }
 
             // That detector was retired between the read and the reference: the next read sees its successor.
@@ -84,7 +117,18 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
     /// <exception cref="ObjectDisposedException">The provider was disposed.</exception>
     public Task Swap(AnomalyDetector detector, string? source = null) => SwapCore(detector, source).OldDisposed;
 
-    private (AnomalyModelInfo Info, Task OldDisposed) SwapCore(AnomalyDetector detector, string? source)
+    /// <summary>
+    /// Makes <paramref name="scorer"/> (an <see cref="AnomalyDetector"/> or an <c>OnnxAnomalyScorer</c>) the current model at
+    /// once; the provider owns it from now on and disposes it in its turn. The previous model is disposed when its last
+    /// lease is released; the returned task completes then (at once when there was none).
+    /// </summary>
+    /// <param name="scorer">The new model (not the current one).</param>
+    /// <param name="source">What to report as its source (e.g. the file it came from), or null.</param>
+    /// <exception cref="ArgumentException">The model is already the current one.</exception>
+    /// <exception cref="ObjectDisposedException">The provider was disposed.</exception>
+    public Task Swap(ImageScorer scorer, string? source = null) => SwapCore(scorer, source).OldDisposed;
+
+    private (AnomalyModelInfo Info, Task OldDisposed) SwapCore(ImageScorer detector, string? source)
     {
         ArgumentNullException.ThrowIfNull(detector);
         Holder? old;
@@ -92,16 +136,16 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
         lock (swapGate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            if (current is { } c && ReferenceEquals(c.Detector, detector))
+            if (current is { } c && ReferenceEquals(c.Scorer, detector))
             {
-                throw new ArgumentException("That detector is already the current one.", nameof(detector));
+                throw new ArgumentException("That model is already the current one.", nameof(detector));
             }
 
-            holder = new Holder(detector, new AnomalyModelInfo(source, ++generation, DateTimeOffset.UtcNow), logger);
+            holder = new Holder(detector, new AnomalyModelInfo(source, ++generation, DateTimeOffset.UtcNow) { Runtime = ScorerFacts.Runtime(detector) }, logger);
             old = Interlocked.Exchange(ref current, holder);
         }
 
-        logger.LogInformation("Anomaly detector generation {Generation} is current (source {Source}, {Epochs} epochs, calibrated {Calibrated}).", holder.Info.Generation, source ?? "(none)", detector.EpochsTrained, detector.Calibration is not null);
+        logger.LogInformation("Anomaly model generation {Generation} is current (source {Source}, {Model}).", holder.Info.Generation, source ?? "(none)", ScorerFacts.Describe(detector));
         if (old is null)
         {
             return (holder.Info, Task.CompletedTask);
@@ -112,13 +156,14 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
     }
 
     /// <summary>
-    /// Loads a detector from <paramref name="path"/> (default: <see cref="AnomalyDetectorServiceOptions.ModelPath"/>) on the
-    /// thread pool, on the configured device, applies the configured <see cref="AnomalyDetectorServiceOptions.Sensitivity"/>
-    /// and swaps it in (see <see cref="Swap"/>; the old detector is disposed after its in-flight calls). Reloads run one at a time.
+    /// Loads a model from <paramref name="path"/> (default: <see cref="AnomalyDetectorServiceOptions.ModelPath"/>) on the
+    /// thread pool with the registration's loader (a checkpoint on the configured device, or an <c>.onnx</c> file with the
+    /// ONNX options), applies the configured <see cref="AnomalyDetectorServiceOptions.Sensitivity"/> and swaps it in (see
+    /// <see cref="Swap(ImageScorer, string?)"/>; the old model is disposed after its in-flight calls). Reloads run one at a time.
     /// </summary>
-    /// <returns>The new detector's description (once it is current; the old one may still be finishing its calls).</returns>
+    /// <returns>The new model's description (once it is current; the old one may still be finishing its calls).</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">The file is not a detector checkpoint or is corrupt.</exception>
+    /// <exception cref="InvalidDataException">The file is not a model of the runtime (a checkpoint, or a UniAD ONNX export) or is corrupt.</exception>
     /// <exception cref="InvalidOperationException">A sensitivity is configured but the model is not calibrated.</exception>
     public async Task<AnomalyModelInfo> ReloadAsync(string? path = null, CancellationToken cancellationToken = default)
     {
@@ -135,7 +180,7 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
             }
             catch
             {
-                detector.Dispose();
+                (detector as IDisposable)?.Dispose();
                 throw;
             }
         }
@@ -188,7 +233,10 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
         reloadGate.Dispose();
     }
 
-    private AnomalyDetector Load(string path)
+    private ImageScorer Load(string path) =>
+        loader is null ? LoadDetector(path) : loader(path) ?? throw new InvalidOperationException($"The model loader returned null for '{path}'.");
+
+    private AnomalyDetector LoadDetector(string path)
     {
         var detector = AnomalyDetector.Load(path, options.Value.Device, loggerFactory);
         try
@@ -212,13 +260,13 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
         }
     }
 
-    /// <summary>A detector with its reference count: 1 for the provider while current, 1 per lease.</summary>
-    private sealed class Holder(AnomalyDetector detector, AnomalyModelInfo info, ILogger logger)
+    /// <summary>A model with its reference count: 1 for the provider while current, 1 per lease.</summary>
+    private sealed class Holder(ImageScorer scorer, AnomalyModelInfo info, ILogger logger)
     {
         private readonly TaskCompletionSource disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private int references = 1;
 
-        public AnomalyDetector Detector { get; } = detector;
+        public ImageScorer Scorer { get; } = scorer;
 
         public AnomalyModelInfo Info { get; } = info;
 
@@ -251,8 +299,8 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
 
             try
             {
-                Detector.Dispose();
-                logger.LogInformation("Anomaly detector generation {Generation} (source {Source}) disposed after its last call.", Info.Generation, Info.Source ?? "(none)");
+                (Scorer as IDisposable)?.Dispose();
+                logger.LogInformation("Anomaly model generation {Generation} (source {Source}) disposed after its last call.", Info.Generation, Info.Source ?? "(none)");
             }
             finally
             {
@@ -263,22 +311,27 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
 }
 
 /// <summary>
-/// A borrowed detector (<see cref="AnomalyDetectorProvider.Acquire"/>): it stays alive, even if swapped out, until this lease
-/// is disposed. Dispose it exactly once, as soon as the call is done; do not keep the detector beyond it.
+/// A borrowed model (<see cref="AnomalyDetectorProvider.Acquire"/>): it stays alive, even if swapped out, until this lease
+/// is disposed. Dispose it exactly once, as soon as the call is done; do not keep the model beyond it.
 /// </summary>
 public sealed class AnomalyDetectorLease : IDisposable
 {
     private Action? release;
 
-    internal AnomalyDetectorLease(AnomalyDetector detector, AnomalyModelInfo model, Action release)
+    internal AnomalyDetectorLease(ImageScorer scorer, AnomalyModelInfo model, Action release)
     {
-        Detector = detector;
+        Scorer = scorer;
         Model = model;
         this.release = release;
     }
 
-    /// <summary>The borrowed detector.</summary>
-    public AnomalyDetector Detector { get; }
+    /// <summary>The borrowed model, of either runtime: score with its <see cref="ImageScorer"/> methods.</summary>
+    public ImageScorer Scorer { get; }
+
+    /// <summary>The borrowed model as a TorchSharp detector (for what only <see cref="AnomalyDetector"/> does).</summary>
+    /// <exception cref="InvalidOperationException">The model is not an <see cref="AnomalyDetector"/> (an ONNX service: use <see cref="Scorer"/>).</exception>
+    public AnomalyDetector Detector => Scorer as AnomalyDetector
+        ?? throw new InvalidOperationException($"The current model is a {Scorer.GetType().Name} ({Model.Runtime} runtime), not an AnomalyDetector: use the lease's Scorer.");
 
     /// <summary>Its description (source and generation).</summary>
     public AnomalyModelInfo Model { get; }

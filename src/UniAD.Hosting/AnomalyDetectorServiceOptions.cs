@@ -21,12 +21,18 @@ public sealed class AnomalyDetectorServiceOptions
     public static readonly TimeSpan MaxBatchDelayLimit = TimeSpan.FromSeconds(1);
 
     /// <summary>
-    /// Required: the detector file written by <c>AnomalyDetector.Save</c> (a <c>.safetensors</c> checkpoint), loaded when
-    /// the host starts. A relative path is relative to the process's working directory.
+    /// Required: the model file, loaded when the host starts: the detector written by <c>AnomalyDetector.Save</c> (a
+    /// <c>.safetensors</c> checkpoint) for <c>AddAnomalyDetector</c>, or the <c>.onnx</c> file written by
+    /// <c>AnomalyDetector.ExportOnnx</c> for <c>AddOnnxAnomalyScorer</c>. A relative path is relative to the process's
+    /// working directory.
     /// </summary>
     public string? ModelPath { get; set; }
 
-    /// <summary>The device the model runs on: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c>.</summary>
+    /// <summary>
+    /// The device a TorchSharp detector runs on: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c>. An ONNX service
+    /// (<c>AddOnnxAnomalyScorer</c>) chooses its device with <see cref="OnnxScorerServiceOptions.ExecutionProvider"/> and
+    /// refuses any other value than <c>cpu</c> here.
+    /// </summary>
     public string Device { get; set; } = "cpu";
 
     /// <summary>The most images scored in one forward pass (1..<see cref="MaxBatchSizeLimit"/>; default 8).</summary>
@@ -60,7 +66,8 @@ public sealed class AnomalyDetectorServiceOptions
 
     /// <summary>
     /// Optional: the sensitivity in [0, 1] applied to every model the provider loads from a file (0.5 = the calibrated
-    /// thresholds; higher flags more; see <c>AnomalyDetector.SetSensitivity</c>). The model must be calibrated.
+    /// thresholds; higher flags more; see <c>AnomalyDetector.SetSensitivity</c>, and <c>OnnxScorerOptions.Sensitivity</c>
+    /// for an ONNX model, whose file is never changed). The model must be calibrated.
     /// </summary>
     public double? Sensitivity { get; set; }
 }
@@ -69,11 +76,15 @@ public sealed class AnomalyDetectorServiceOptions
 internal sealed partial class AnomalyDetectorServiceOptionsValidator : IValidateOptions<AnomalyDetectorServiceOptions>
 {
     private readonly string prefix;
+    private readonly bool onnx;
+    private readonly string onnxPrefix;
 
-    /// <summary>Creates the validator; <paramref name="sectionPath"/> prefixes the option names in messages (e.g. <c>UniAD</c>).</summary>
-    public AnomalyDetectorServiceOptionsValidator(string? sectionPath)
+    /// <summary>Creates the validator; <paramref name="sectionPath"/> prefixes the option names in messages (e.g. <c>UniAD</c>); <paramref name="onnx"/>: the options of an ONNX service.</summary>
+    public AnomalyDetectorServiceOptionsValidator(string? sectionPath, bool onnx = false)
     {
         prefix = string.IsNullOrEmpty(sectionPath) ? nameof(AnomalyDetectorServiceOptions) + "." : sectionPath + ":";
+        this.onnx = onnx;
+        onnxPrefix = string.IsNullOrEmpty(sectionPath) ? nameof(OnnxScorerServiceOptions) + "." : $"{sectionPath}:{OnnxScorerServiceOptions.SectionName}:";
     }
 
     /// <inheritdoc />
@@ -83,14 +94,27 @@ internal sealed partial class AnomalyDetectorServiceOptionsValidator : IValidate
         var failures = new List<string>();
         if (string.IsNullOrWhiteSpace(options.ModelPath))
         {
-            failures.Add($"{prefix}{nameof(options.ModelPath)} is required: the detector file written by AnomalyDetector.Save (.safetensors).");
+            failures.Add(onnx
+                ? $"{prefix}{nameof(options.ModelPath)} is required: the .onnx file written by AnomalyDetector.ExportOnnx."
+                : $"{prefix}{nameof(options.ModelPath)} is required: the detector file written by AnomalyDetector.Save (.safetensors).");
         }
         else if (!File.Exists(options.ModelPath))
         {
             failures.Add($"{prefix}{nameof(options.ModelPath)}: the model file '{options.ModelPath}' does not exist (full path '{Path.GetFullPath(options.ModelPath)}').");
         }
+        else if (onnx && !options.ModelPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase))
+        {
+            failures.Add($"{prefix}{nameof(options.ModelPath)}: '{options.ModelPath}' is not an .onnx file; the ONNX runtime scores the file written by AnomalyDetector.ExportOnnx (a .safetensors checkpoint needs AddAnomalyDetector and libtorch).");
+        }
 
-        if (string.IsNullOrWhiteSpace(options.Device) || !DevicePattern().IsMatch(options.Device))
+        if (onnx)
+        {
+            if (!string.Equals(options.Device, "cpu", StringComparison.Ordinal))
+            {
+                failures.Add($"{prefix}{nameof(options.Device)} applies to TorchSharp detectors only; an ONNX service chooses its device with {onnxPrefix}{nameof(OnnxScorerServiceOptions.ExecutionProvider)} and {onnxPrefix}{nameof(OnnxScorerServiceOptions.DeviceId)}; got '{options.Device}'.");
+            }
+        }
+        else if (string.IsNullOrWhiteSpace(options.Device) || !DevicePattern().IsMatch(options.Device))
         {
             failures.Add($"{prefix}{nameof(options.Device)} must be 'cpu', 'cuda' or 'cuda:N'; got '{options.Device}'.");
         }

@@ -14,7 +14,8 @@ namespace UniAD.Hosting;
 /// The hosted <see cref="IAnomalyScorer"/>: requests go into a bounded queue (<see cref="AnomalyDetectorServiceOptions.QueueCapacity"/>;
 /// a full queue refuses at once with <see cref="ScoringQueueFullException"/>); one loop takes what is queued, waits at most
 /// <see cref="AnomalyDetectorServiceOptions.MaxBatchDelay"/> for more, and scores up to
-/// <see cref="AnomalyDetectorServiceOptions.MaxBatchSize"/> images in one forward pass of the provider's current detector.
+/// <see cref="AnomalyDetectorServiceOptions.MaxBatchSize"/> images in one forward pass of the provider's current model
+/// (<see cref="ImageScorer.ScoreBatch(IReadOnlyList{RgbImage}, IReadOnlyList{string?}?, string?)"/>: a TorchSharp detector or an ONNX scorer alike).
 /// </summary>
 /// <remarks>
 /// <para>Isolation: each request is decoded on its own, so a bad image fails only its request (its own
@@ -300,8 +301,8 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
 
         using (lease)
         {
-            var detector = lease.Detector;
-            long maxPixels = detector.Preprocess.MaxImagePixels;
+            var detector = lease.Scorer;
+            long maxPixels = ScorerFacts.MaxImagePixels(detector);
             var images = new RgbImage?[batch.Count];
             void Decode(int i)
             {
@@ -363,11 +364,11 @@ public sealed class BatchingAnomalyScorer : BackgroundService, IAnomalyScorer
         }
     }
 
-    private void Score(AnomalyDetector detector, AnomalyModelInfo model, List<(Request Request, RgbImage Image)> items)
+    private void Score(ImageScorer detector, AnomalyModelInfo model, List<(Request Request, RgbImage Image)> items)
     {
         metrics.Batch(items.Count);
         var results = detector.ScoreBatch(items.Select(x => x.Image).ToList(), items.Select(x => x.Request.Name).ToList());
-        var calibration = detector.Calibration;
+        var calibration = ScorerFacts.Calibration(detector);
         for (int i = 0; i < items.Count; i++)
         {
             var (request, image) = items[i];

@@ -50,6 +50,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
         this.session = session;
         Info = info;
         Options = options;
+        Calibration = options.Sensitivity is { } s && info.Calibration is { } c ? c with { ImageSensitivity = s, PixelSensitivity = s } : info.Calibration;
         referenceClasses = info.ReferenceMaps?.Select(r => r.ClassName).ToArray();
         inputNames = info.ReferenceMapsInGraph ? new[] { OnnxFormat.InputName, OnnxFormat.ClassIndexName } : new[] { OnnxFormat.InputName };
         postProcessor = CreatePostProcessor(info, references);
@@ -67,8 +68,12 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     /// <summary>The execution provider the session runs on.</summary>
     public OnnxExecutionProvider ExecutionProvider => Options.ExecutionProvider;
 
-    /// <summary>The calibration stored in the model file (thresholds, normalisation, sensitivities), or null when it was exported uncalibrated.</summary>
-    public Calibration? Calibration => Info.Calibration;
+    /// <summary>
+    /// The calibration the verdicts use: the one stored in the model file (<see cref="OnnxScoringInfo.Calibration"/>:
+    /// thresholds, normalisation, sensitivities) with <see cref="OnnxScorerOptions.Sensitivity"/> applied when it is set;
+    /// null when the model was exported uncalibrated.
+    /// </summary>
+    public Calibration? Calibration { get; }
 
     /// <summary>The preprocessing that turns an image into the network's input (the detector's <c>Preprocess</c>).</summary>
     public PreprocessOptions Preprocess => Info.Preprocess with { MaxImagePixels = Options.MaxImagePixels };
@@ -85,6 +90,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="InvalidDataException">The file is not an ONNX model, is an ONNX model without UniAD metadata, lacks a key (named), holds an unreadable value, is of a newer format version (both versions named), or its graph does not match its metadata.</exception>
     /// <exception cref="ArgumentException">The options are impossible.</exception>
+    /// <exception cref="InvalidOperationException"><see cref="OnnxScorerOptions.Sensitivity"/> is set but the model was exported uncalibrated.</exception>
     /// <exception cref="PlatformNotSupportedException">The execution provider (or ONNX Runtime's native library itself) is not in the application: the message names the NuGet package to add.</exception>
     public static OnnxAnomalyScorer Load(string path, OnnxScorerOptions? options = null)
     {
@@ -103,6 +109,11 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
 
             var info = OnnxScoringInfo.Parse(metadata, path);
             CheckGraph(session, info, path);
+            if (options.Sensitivity is { } sensitivity && info.Calibration is null)
+            {
+                throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture, $"Sensitivity is set ({sensitivity}) but the model '{path}' was exported uncalibrated: calibrate the detector before ExportOnnx."));
+            }
+
             return new OnnxAnomalyScorer(path, session, info, options);
         }
         catch

@@ -50,6 +50,15 @@ public sealed record OnnxScorerOptions
     public long MaxImagePixels { get; init; } = ImageDecoder.DefaultMaxPixels;
 
     /// <summary>
+    /// The sensitivity in [0, 1] the scorer applies to the calibration stored in the model file, image and pixel alike
+    /// (0.5 = the calibrated thresholds; higher flags more), as <c>AnomalyDetector.SetSensitivity</c> does for a
+    /// checkpoint; null (default) keeps the file's own sensitivities. The file is never changed: load again with another
+    /// value to change it. The model must have been exported calibrated (<see cref="OnnxAnomalyScorer.Load"/> throws
+    /// otherwise).
+    /// </summary>
+    public double? Sensitivity { get; init; }
+
+    /// <summary>
     /// Receives the scorer's warnings (an untiled model stretching an image whose aspect ratio differs from its input's by
     /// more than <see cref="UniAD.Core.Detection.ImageScorer.MaxUntiledStretch"/>); null (default) drops them. Called on the scoring thread.
     /// </summary>
@@ -77,6 +86,11 @@ public sealed record OnnxScorerOptions
         if (TileBatchSize < 1)
         {
             throw new ArgumentException($"{nameof(TileBatchSize)} = {TileBatchSize} must be at least 1.", nameof(TileBatchSize));
+        }
+
+        if (Sensitivity is { } sensitivity && !(sensitivity >= 0 && sensitivity <= 1))
+        {
+            throw new ArgumentException($"{nameof(Sensitivity)} = {sensitivity.ToString(System.Globalization.CultureInfo.InvariantCulture)} must lie in [0, 1].", nameof(Sensitivity));
         }
 
         if (MaxImagePixels < 1)

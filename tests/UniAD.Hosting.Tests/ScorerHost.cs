@@ -15,6 +15,15 @@ public static class ScorerHost
         return builder.Build();
     }
 
+    /// <summary>As <see cref="Build"/>, with the ONNX scorer (<c>AddOnnxAnomalyScorer</c>).</summary>
+    public static IHost BuildOnnx(Action<AnomalyDetectorServiceOptions> configure, Action<OnnxScorerServiceOptions>? configureOnnx = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, EnvironmentName = "Testing" });
+        builder.Logging.ClearProviders();
+        builder.Services.AddOnnxAnomalyScorer(configure, configureOnnx);
+        return builder.Build();
+    }
+
     public static async Task<IHost> StartAsync(Action<AnomalyDetectorServiceOptions> configure)
     {
         var host = Build(configure);

@@ -38,7 +38,7 @@ public sealed partial class HostingDocsTests
     {
         var code = string.Join('\n', CodeBlocks().Select(b => b.Code));
         Assert.True(CodeBlocks().Count >= 4);
-        foreach (var api in new[] { "AddAnomalyDetector", "AddAnomalyDetectorHealthCheck", "IAnomalyScorer", "provider.Swap", "ReloadAsync", "AnomalyScoringMetrics.MeterName" })
+        foreach (var api in new[] { "AddAnomalyDetector", "AddOnnxAnomalyScorer", "OnnxScorerServiceOptions", "AddAnomalyDetectorHealthCheck", "IAnomalyScorer", "provider.Swap", "ReloadAsync", "AnomalyScoringMetrics.MeterName" })
         {
             Assert.Contains(api, code);
         }
