@@ -74,6 +74,13 @@ public static class ReconstructionLoss
         };
     }
 
+    /// <summary>The objective's loss without hard-point mining (its value does not depend on the step): the validation and held-out loss.</summary>
+    public static Tensor Plain(ReconstructionOptions options, Tensor featureRec, Tensor featureAlign)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.Objective == ReconstructionObjective.GlobalCosine ? GlobalCosine(featureRec, featureAlign) : AnomalyMap.Loss(featureRec, featureAlign);
+    }
+
     /// <summary>
     /// The mean over the batch of 1 − cos(target, reconstruction), each sample's B x C x h x w map flattened to one vector;
     /// the gradient reaching the reconstruction at the <paramref name="easyFraction"/> of the batch's positions with the
