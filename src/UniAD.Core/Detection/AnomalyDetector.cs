@@ -1,15 +1,10 @@
-using System.Diagnostics;
-using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using TorchSharp;
-using SkiaSharp;
 using UniAD.Core.Data;
+using UniAD.Core.MemoryBank;
 using UniAD.Core.Metrics;
 using UniAD.Core.Models;
-using UniAD.Core.Reconstruction;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace UniAD.Core.Detection;
 
@@ -34,7 +29,7 @@ namespace UniAD.Core.Detection;
 /// <c>ScoreStream</c>, <c>ScoreAsync</c>, <c>ScoreManyAsync</c>) are <see cref="ImageScorer"/>'s, shared with UniAD.Onnx's
 /// scorer, so both read, batch and report alike; the detector adds <see cref="ScoreTensor"/>.</para>
 /// </remarks>
-public sealed partial class AnomalyDetector : ImageScorer, IDisposable
+public sealed class AnomalyDetector : ImageScorer, IDisposable
 {
     private readonly object gate = new();
     private readonly ILoggerFactory loggerFactory;
@@ -148,33 +143,8 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     /// with the model by <see cref="Save"/>.
     /// </summary>
     /// <exception cref="ArgumentException">A threshold is not finite.</exception>
-    public Calibration SetThresholds(double imageThreshold, double? pixelThreshold = null)
-    {
-        if (!double.IsFinite(imageThreshold) || (pixelThreshold is { } p && !double.IsFinite(p)))
-        {
-            throw new ArgumentException($"Thresholds must be finite; got image {imageThreshold}, pixel {pixelThreshold}.");
-        }
-
-        lock (gate)
-        {
-            var old = Calibration;
-            double pixel = pixelThreshold ?? imageThreshold;
-            Calibration = new Calibration(
-                CalibrationMethod.Manual,
-                imageThreshold,
-                Math.Min(old?.ImageMin ?? imageThreshold, imageThreshold),
-                Math.Max(old?.ImageMax ?? imageThreshold, imageThreshold),
-                pixelThreshold,
-                Math.Min(old?.PixelMin ?? pixel, pixel),
-                Math.Max(old?.PixelMax ?? pixel, pixel),
-                Math.Max(1, old?.Images ?? 1))
-            {
-                ImageSensitivity = old?.ImageSensitivity ?? 0.5,
-                PixelSensitivity = old?.PixelSensitivity ?? 0.5,
-            };
-            return Calibration;
-        }
-    }
+    public Calibration SetThresholds(double imageThreshold, double? pixelThreshold = null) =>
+        DetectorCalibration.SetThresholds(this, imageThreshold, pixelThreshold);
 
     /// <summary>
     /// Sets the sensitivities (each in [0, 1]; 0.5 = the calibrated thresholds; higher flags more) of the current
@@ -184,25 +154,8 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     /// <param name="pixel">Pixel sensitivity (default: the image one).</param>
     /// <exception cref="ArgumentOutOfRangeException">A sensitivity is outside [0, 1].</exception>
     /// <exception cref="InvalidOperationException">The detector has no calibration or thresholds yet.</exception>
-    public Calibration SetSensitivity(double image, double? pixel = null)
-    {
-        if (!(image >= 0 && image <= 1))
-        {
-            throw new ArgumentOutOfRangeException(nameof(image), image, "A sensitivity lies in [0, 1].");
-        }
-
-        if (pixel is { } p && !(p >= 0 && p <= 1))
-        {
-            throw new ArgumentOutOfRangeException(nameof(pixel), pixel, "A sensitivity lies in [0, 1].");
-        }
-
-        lock (gate)
-        {
-            var old = Calibration ?? throw new InvalidOperationException("Calibrate the detector (or SetThresholds) before setting a sensitivity.");
-            Calibration = old with { ImageSensitivity = image, PixelSensitivity = pixel ?? image };
-            return Calibration;
-        }
-    }
+    public Calibration SetSensitivity(double image, double? pixel = null) =>
+        DetectorCalibration.SetSensitivity(this, image, pixel);
 
     /// <summary>The device the model runs on.</summary>
     public Device Device { get; }
@@ -211,13 +164,41 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     public string? SourcePath { get; internal set; }
 
     /// <summary>Thresholds and normalisation from <see cref="Calibrate"/>, or null when not calibrated.</summary>
-    public Calibration? Calibration { get; private set; }
+    public Calibration? Calibration { get; internal set; }
 
     /// <summary>Epochs trained so far (restored from checkpoints).</summary>
-    public int EpochsTrained { get; private set; }
+    public int EpochsTrained { get; internal set; }
 
     /// <summary>The preprocessing that turns an image into the network's input.</summary>
     public PreprocessOptions Preprocess => new() { InputSize = Options.InputSize, Mean = Options.PixelMean, Std = Options.PixelStd };
+
+    /// <summary>
+    /// Trains the reconstruction network on the normal images of <paramref name="train"/> (all classes at
+    /// once; anomalous samples are ignored), following <paramref name="options"/> (the reference recipe by
+    /// default). The frozen backbone's features are cached unless augmentation is on. Optionally validates,
+    /// writes checkpoints (atomically) and resumes from one. Cancellation stops at the next step and throws
+    /// <see cref="OperationCanceledException"/>; the last checkpoint on disk stays intact and loadable.
+    /// </summary>
+    /// <exception cref="ArgumentException">Invalid options, or a resume checkpoint that has already trained <see cref="TrainingOptions.Epochs"/> epochs.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder of <see cref="TrainingOptions.CheckpointPath"/> does not exist (checked before anything is trained).</exception>
+    /// <exception cref="FileNotFoundException"><see cref="TrainingOptions.ResumeFrom"/> does not exist.</exception>
+    /// <exception cref="InvalidDataException">No normal training image, or a resume checkpoint of another architecture or without optimizer state.</exception>
+    public TrainingResult Train(IImageSource train, TrainingOptions? options = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        DetectorTraining.Train(this, train, options, progress, cancellationToken);
+
+    /// <summary>What the last fit of a memory-bank detector did (candidates, bank size, times), or null.</summary>
+    public BankFitReport? LastFit { get; internal set; }
+
+    /// <summary>Runs <see cref="Train"/> on a worker thread.</summary>
+    public Task<TrainingResult> TrainAsync(IImageSource train, TrainingOptions? options = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        Task.Run(() => Train(train, options, progress, cancellationToken), cancellationToken);
+
+    /// <summary>The file the best validation checkpoint goes to: <c>name.best.ext</c> beside <paramref name="path"/>.</summary>
+    public static string BestPath(string path) =>
+        Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, Path.GetFileNameWithoutExtension(path) + ".best" + Path.GetExtension(path));
+
+    /// <summary>The schedule's total for a time budget read from the resumed checkpoint or planned in this call (stored in checkpoints), or null.</summary>
+    internal long? ScheduleTotalSteps { get; set; }
 
     /// <summary>
     /// Scores normalized images already at the network's input size (B x 3 x H x W); maps stay at that size.
@@ -228,40 +209,8 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     /// <param name="images">Normalised images, B x 3 x H x W.</param>
     /// <param name="names">Names for the results' sources, or null.</param>
     /// <param name="classNames">The images' classes: needed when the detector has <see cref="ReferenceMaps"/>.</param>
-    public IReadOnlyList<AnomalyResult> ScoreTensor(Tensor images, IReadOnlyList<string?>? names = null, IReadOnlyList<string?>? classNames = null)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        var size = Options.InputSize;
-        if (images.dim() != 4 || images.shape[1] != 3 || images.shape[2] != size.Height || images.shape[3] != size.Width)
-        {
-            throw new ArgumentException($"Expected normalized images B x 3 x {size.Height} x {size.Width}; got [{string.Join(", ", images.shape)}].", nameof(images));
-        }
-
-        if (!images.is_floating_point())
-        {
-            throw new ArgumentException($"Expected floating-point normalized images; got dtype {images.dtype}.", nameof(images));
-        }
-
-        if (names is not null && names.Count != images.shape[0])
-        {
-            throw new ArgumentException($"{names.Count} names for {images.shape[0]} images.", nameof(names));
-        }
-
-        using var scope = NewDisposeScope();
-        var input = images.dtype == float32 ? images : images.to(float32);
-        using (var finite = isfinite(input).all(dim: 3).all(dim: 2).all(dim: 1).cpu())
-        {
-            var ok = finite.data<bool>().ToArray();
-            int bad = Array.IndexOf(ok, false);
-            if (bad >= 0)
-            {
-                throw new ArgumentException($"Image {bad}{(names?[bad] is { } n ? $" ('{n}')" : string.Empty)} of the batch holds NaN or infinity.", nameof(images));
-            }
-        }
-
-        var sizes = Enumerable.Repeat(size, (int)images.shape[0]).ToArray();
-        return Run(input, sizes, names ?? new string?[sizes.Length], classNames ?? new string?[sizes.Length]);
-    }
+    public IReadOnlyList<AnomalyResult> ScoreTensor(Tensor images, IReadOnlyList<string?>? names = null, IReadOnlyList<string?>? classNames = null) =>
+        DetectorScoring.ScoreTensor(this, images, names, classNames);
 
     /// <summary>
     /// Chooses decision thresholds and the score normalisation from <paramref name="images"/> (normal images,
@@ -271,167 +220,16 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     /// split: use held-out normal training images (<see cref="DataSplits.HoldOutNormal"/>) or a validation set.
     /// </summary>
     /// <exception cref="InvalidDataException">No image; F1-max calibration without both normal and anomalous images; false-alarm calibration with fewer than <see cref="CalibrationOptions.MinimumNormalImages"/> normal images.</exception>
-    public Calibration Calibrate(IImageSource images, CalibrationOptions? options = null, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        options ??= new CalibrationOptions();
-        if (!(options.FalseAlarmRate > 0 && options.FalseAlarmRate < 1))
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), options.FalseAlarmRate, "The false-alarm rate must lie in (0, 1).");
-        }
-
-        if (options.MinimumNormalImages < 1)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), options.MinimumNormalImages, "MinimumNormalImages must be at least 1.");
-        }
-
-        // Normal pixels for the false-alarm quantile: a regular subsample of at most about 4 M values.
-        int normalImages = Math.Max(1, images.Samples.Count(s => s.Label == 0));
-        int pixelStride = (int)Math.Max(1, (long)normalImages * MapPixels(images) / 4_000_000);
-        var scores = new List<double>();
-        var labels = new List<bool>();
-        var normalPixels = new List<float>();
-        var pixels = new PixelMetricsAccumulator(computeAuPro: false);
-        bool haveMasks = false;
-        double pixelMin = double.PositiveInfinity, pixelMax = double.NegativeInfinity;
-        foreach (var (maps, batch) in Maps(images, options.BatchSize, loadMasks: true, cancellationToken))
-        {
-            using (batch)
-            {
-                for (int i = 0; i < batch.Count; i++)
-                {
-                    scores.Add(ImageScore(maps[i]));
-                    labels.Add(batch.Samples[i].Label != 0);
-                }
-
-                var flat = maps.cpu().contiguous().data<float>().ToArray();
-                pixelMin = Math.Min(pixelMin, flat.Min());
-                pixelMax = Math.Max(pixelMax, flat.Max());
-                if (batch.Masks is { } m)
-                {
-                    // Only images with pixel labels: an anomalous image without a mask never sets a pixel threshold.
-                    var withMask = Enumerable.Range(0, batch.Count).Where(i => batch.HasMask[i]).Select(i => (long)i).ToArray();
-                    haveMasks |= withMask.Any(i => batch.Samples[(int)i].Label != 0);
-                    if (withMask.Length == batch.Count)
-                    {
-                        pixels.Add(maps, m);
-                    }
-                    else if (withMask.Length > 0)
-                    {
-                        using var index = tensor(withMask, device: CPU);
-                        using var someMaps = maps.index_select(0, index);
-                        using var someMasks = m.index_select(0, index);
-                        pixels.Add(someMaps, someMasks);
-                    }
-                }
-
-                for (int i = 0; i < batch.Count; i++)
-                {
-                    if (batch.Samples[i].Label == 0)
-                    {
-                        int per = flat.Length / batch.Count;
-                        for (int j = i * per; j < (i + 1) * per; j += pixelStride)
-                        {
-                            normalPixels.Add(flat[j]);
-                        }
-                    }
-                }
-            }
-        }
-
-        if (scores.Count == 0)
-        {
-            throw new InvalidDataException($"No image in '{images.Name}' to calibrate with.");
-        }
-
-        double imageThreshold;
-        double? pixelThreshold;
-        if (options.Method == CalibrationMethod.F1Max)
-        {
-            if (labels.All(l => l) || labels.All(l => !l))
-            {
-                throw new InvalidDataException($"F1-max calibration needs normal and anomalous images; '{images.Name}' has {labels.Count(l => l)} anomalous of {labels.Count}. Use CalibrationMethod.FalseAlarmRate with normal images only.");
-            }
-
-            imageThreshold = BinaryClassification.F1Max(scores.ToArray().AsSpan(), labels.ToArray().AsSpan()).Threshold;
-            var pixelMetrics = haveMasks ? pixels.Compute() : null;
-            pixelThreshold = pixelMetrics is { F1Max.Threshold: var t } && !double.IsNaN(t) ? t : null;
-        }
-        else
-        {
-            var normal = scores.Where((_, i) => !labels[i]).ToArray();
-            if (normal.Length < options.MinimumNormalImages)
-            {
-                throw new InvalidDataException($"False-alarm calibration needs at least {options.MinimumNormalImages} normal images (CalibrationOptions.MinimumNormalImages); '{images.Name}' has {normal.Length}.");
-            }
-
-            if (normal.Length < Math.Ceiling(1 / options.FalseAlarmRate))
-            {
-                logger.LogWarning("False-alarm calibration at a rate of {Rate} on {Images} normal images of {Source}: fewer than 1/rate = {Needed}, so the threshold is interpolated between the highest scores and the achieved rate is uncertain. Calibrate on more normal images.", options.FalseAlarmRate, normal.Length, images.Name, Math.Ceiling(1 / options.FalseAlarmRate));
-            }
-
-            imageThreshold = MathNet.Numerics.Statistics.Statistics.QuantileCustom(normal, 1 - options.FalseAlarmRate, MathNet.Numerics.Statistics.QuantileDefinition.R7);
-            pixelThreshold = normalPixels.Count > 0
-                ? MathNet.Numerics.Statistics.Statistics.QuantileCustom(normalPixels.Select(v => (double)v), 1 - options.FalseAlarmRate, MathNet.Numerics.Statistics.QuantileDefinition.R7)
-                : null;
-        }
-
-        var calibration = new Calibration(options.Method, imageThreshold, scores.Min(), scores.Max(), pixelThreshold, pixelMin, pixelMax, scores.Count);
-        lock (gate)
-        {
-            Calibration = calibration;
-        }
-
-        logger.LogInformation("Calibrated on {Images} images of {Source} ({Method}): image threshold {Threshold:G6}, pixel threshold {Pixel}.", scores.Count, images.Name, options.Method, imageThreshold, pixelThreshold?.ToString("G6", CultureInfo.InvariantCulture) ?? "none");
-        return calibration;
-    }
+    public Calibration Calibrate(IImageSource images, CalibrationOptions? options = null, CancellationToken cancellationToken = default) =>
+        DetectorCalibration.Calibrate(this, images, options, cancellationToken);
 
     /// <summary>
     /// Evaluates on a labelled test set: per-class image and pixel metrics and their mean (see <see cref="MetricsReport"/>).
     /// An anomalous image without a mask (<see cref="ImageSample.HasPixelLabels"/> false) counts for the image
     /// metrics only; the report's notes say, per class, how many the pixel metrics left out.
     /// </summary>
-    public MetricsReport Evaluate(IImageSource test, MetricsReportOptions? options = null, int batchSize = 8, IProgress<DataProgress>? progress = null, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(test);
-        var builder = new MetricsReportBuilder(options ?? new MetricsReportOptions { PoolSize = Options.ScorePoolSize, PoolHeight = Options.ScorePoolHeight });
-        int done = 0;
-        foreach (var (maps, batch) in Maps(test, batchSize, loadMasks: true, cancellationToken))
-        {
-            using (batch)
-            {
-                using var masks = batch.Masks ?? zeros(maps.shape, device: maps.device);
-                if (batch.HasMask.All(m => m))
-                {
-                    builder.Add(batch.ClassNames, maps.cpu(), masks.cpu());
-                }
-                else
-                {
-                    // Images without pixel labels add their image scores only.
-                    int height = (int)maps.shape[^2], width = (int)maps.shape[^1];
-                    var mapValues = maps.cpu().contiguous().data<float>().ToArray();
-                    var maskValues = masks.cpu().to(float32).contiguous().data<float>().ToArray();
-                    int size = height * width;
-                    for (int i = 0; i < batch.Count; i++)
-                    {
-                        var map = mapValues.AsSpan(i * size, size);
-                        if (batch.HasMask[i])
-                        {
-                            builder.Add(batch.ClassNames[i], map, maskValues.AsSpan(i * size, size), height, width);
-                        }
-                        else
-                        {
-                            builder.AddWithoutMask(batch.ClassNames[i], map, height, width, batch.Samples[i].IsAnomalous);
-                        }
-                    }
-                }
-                done += batch.Count;
-                progress?.Report(new DataProgress("evaluation", done, test.Samples.Count));
-            }
-        }
-
-        return builder.Build();
-    }
+    public MetricsReport Evaluate(IImageSource test, MetricsReportOptions? options = null, int batchSize = 8, IProgress<DataProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        DetectorEvaluation.Evaluate(this, test, options, batchSize, progress, cancellationToken);
 
     /// <summary>
     /// Calibrates on a validation split, never the test split: with normal AND anomalous images, F1-max
@@ -447,18 +245,8 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     /// <param name="batchSize">Batch size of the scoring passes.</param>
     /// <param name="minimumNormalImages">For the normal-only rule: fewest normal images accepted (<see cref="CalibrationOptions.MinimumNormalImages"/>).</param>
     /// <param name="cancellationToken">Cancels between batches.</param>
-    public Calibration CalibrateOnValidation(IImageSource validation, double falseAlarmRate = 0.01, int batchSize = 8, int minimumNormalImages = CalibrationOptions.DefaultMinimumNormalImages, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(validation);
-        bool anomalous = validation.Samples.Any(s => s.IsAnomalous), normal = validation.Samples.Any(s => !s.IsAnomalous);
-        if (!normal)
-        {
-            throw new InvalidDataException($"The validation split '{validation.Name}' has no normal image to calibrate with.");
-        }
-
-        var method = anomalous ? CalibrationMethod.F1Max : CalibrationMethod.FalseAlarmRate;
-        return Calibrate(validation, new CalibrationOptions { Method = method, FalseAlarmRate = falseAlarmRate, BatchSize = batchSize, MinimumNormalImages = minimumNormalImages }, cancellationToken);
-    }
+    public Calibration CalibrateOnValidation(IImageSource validation, double falseAlarmRate = 0.01, int batchSize = 8, int minimumNormalImages = CalibrationOptions.DefaultMinimumNormalImages, CancellationToken cancellationToken = default) =>
+        DetectorCalibration.OnValidation(this, validation, falseAlarmRate, batchSize, minimumNormalImages, cancellationToken);
 
     /// <summary>
     /// The mean reconstruction loss (feature MSE, the training loss, in eval mode: no jitter, no dropout) over
@@ -466,49 +254,49 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     /// validation measure when there is no anomalous validation image (lower is better).
     /// </summary>
     /// <exception cref="InvalidDataException">The source has no normal image.</exception>
-    public double ValidationLoss(IImageSource source, int batchSize = 8, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(source);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        var normal = new ImageSource(source.Name, source.Samples.Where(s => !s.IsAnomalous));
-        if (normal.Samples.Count == 0)
-        {
-            throw new InvalidDataException($"'{source.Name}' has no normal image for a validation loss.");
-        }
+    public double ValidationLoss(IImageSource source, int batchSize = 8, CancellationToken cancellationToken = default) =>
+        ReconstructionLoss.Validation(this, source, batchSize, cancellationToken);
 
-        var loader = new ImageBatchLoader(TrainingImages(normal, BadInputPolicy.Throw), new LoaderOptions { BatchSize = batchSize, LoadMasks = false, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
-        lock (gate)
-        {
-            ObjectDisposedException.ThrowIf(disposed, this);
-            return MeanReconstructionLoss(loader.Batches(cancellationToken: cancellationToken), b => Model.ExtractFeatures(b.Images.to(Device)));
-        }
-    }
+    /// <summary>Per-class reference maps that every map is divided by, or null (the default: raw maps). Stored with the model.</summary>
+    public ReferenceMaps? ReferenceMaps { get; internal set; }
 
     /// <summary>
-    /// The training loss (feature MSE) averaged over the images of <paramref name="batches"/>, in evaluation mode and
-    /// without gradients; <paramref name="features"/> gives a batch's backbone features on the detector's device.
+    /// Fits per-class reference maps (opt-in; for aligned parts whose normal images have a fixed layout of
+    /// reconstruction error): the mean raw map of up to <see cref="ReferenceMapOptions.ImagesPerClass"/> normal images
+    /// per class, averaged in blocks down to <see cref="ReferenceMapOptions.MaxSide"/> and smoothed. From then on every
+    /// map is divided by its class's reference plus epsilon, so scoring needs the image's class. Any calibration is
+    /// dropped (its thresholds were on the raw scale): calibrate afterwards. Use normal TRAINING images (the
+    /// held-out ones stay unbiased for calibration); never the test split.
     /// </summary>
-    private double MeanReconstructionLoss<TBatch>(IEnumerable<TBatch> batches, Func<TBatch, Tensor> features)
-        where TBatch : IDisposable
-    {
-        Model.eval();
-        double sum = 0;
-        long images = 0;
-        foreach (var batch in batches)
-        {
-            using (batch)
-            {
-                using var scope = NewDisposeScope();
-                using var noGrad = no_grad();
-                var f = features(batch);
-                long n = f.shape[0];
-                sum += AnomalyMap.Loss(Model.Reconstruction.Reconstruct(f), f).item<float>() * (double)n;
-                images += n;
-            }
-        }
+    /// <exception cref="InvalidDataException">The source has no normal image.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    public ReferenceMaps FitReferenceMaps(IImageSource normalImages, ReferenceMapOptions? options = null, CancellationToken cancellationToken = default) =>
+        ReferenceMapFitting.Fit(this, normalImages, options, cancellationToken);
 
-        return images == 0 ? double.NaN : sum / images;
-    }
+    /// <summary>Removes the reference maps (maps are raw again) and the calibration made with them.</summary>
+    public void ClearReferenceMaps() =>
+        ReferenceMapFitting.Clear(this);
+
+    /// <summary>Restores reference maps read from a checkpoint.</summary>
+    internal void RestoreReferenceMaps(ReferenceMaps? references) => ReferenceMaps = references;
+
+    /// <summary>
+    /// Chooses the pooled-max window of the image score on a VALIDATION source that holds normal and anomalous images
+    /// (never the test split): every candidate's image AUROC is measured on the same maps (computed once, with the
+    /// reference maps if fitted), the best one is set with <see cref="SetImageScore"/> (so a calibration is dropped:
+    /// calibrate afterwards) and every figure is returned. Long, thin defects running across the part (scratches,
+    /// KolektorSDD's cracks) favour wide, flat windows; blobs favour square ones. A window larger than a map scores it
+    /// by its plain maximum, as <see cref="ImageScoreKind.PooledMax"/> does.
+    /// </summary>
+    /// <param name="validation">Validation images with image-level labels (masks are not needed).</param>
+    /// <param name="candidates">Windows to compare (rows x columns in map pixels, each side at least 1).</param>
+    /// <param name="batchSize">Batch size of the scoring pass.</param>
+    /// <param name="progress">Receives the images scored so far.</param>
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    /// <exception cref="ArgumentException">No candidate, or a candidate with a side below 1 (named).</exception>
+    /// <exception cref="InvalidDataException">No class of the source holds both normal and anomalous images.</exception>
+    public ScoreWindowSelection SelectScoreWindow(IImageSource validation, IReadOnlyList<GridSize> candidates, int batchSize = 8, IProgress<DataProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        ScoreWindowSelector.Select(this, validation, candidates, batchSize, progress, cancellationToken);
 
     /// <summary>Writes the detector (weights, configuration, calibration) to one safetensors file, atomically.</summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
@@ -531,30 +319,8 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
     /// Imports a model trained with the authors' code: their <c>ckpt.pth.tar</c> and the config file holding
     /// its <c>net</c> description. The image score is the reference's MVTec-AD one (16 x 16 pooled max).
     /// </summary>
-    public static AnomalyDetector ImportReference(string checkpointPath, string configPath, string? device = null, ILoggerFactory? loggerFactory = null)
-    {
-        var model = ReferenceCheckpoint.Load(checkpointPath, configPath, loggerFactory?.CreateLogger("UniAD.Core.Models.ReferenceCheckpoint"));
-        try
-        {
-            var o = model.Reconstruction.Options;
-            var options = new DetectorOptions
-            {
-                Backbone = model.Backbone.ModelName,
-                BackboneLayers = model.Backbone.Outputs.Select(x => x.Layer).ToArray(),
-                NeckStride = model.Neck.OutputStride,
-                InputSize = model.InputSize,
-                Reconstruction = o,
-            };
-            var target = device is null ? CPU : TorchSupport.TorchDevices.Parse(device);
-            model.to(target);
-            return new AnomalyDetector(options, model, target, loggerFactory, calibration: null, epochsTrained: 0);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-    }
+    public static AnomalyDetector ImportReference(string checkpointPath, string configPath, string? device = null, ILoggerFactory? loggerFactory = null) =>
+        DetectorCheckpoint.ImportReference(checkpointPath, configPath, device, loggerFactory);
 
     /// <summary>Disposes the model.</summary>
     public void Dispose()
@@ -569,142 +335,22 @@ public sealed partial class AnomalyDetector : ImageScorer, IDisposable
         }
     }
 
-    /// <summary>The image score of one map (H x W, 1 x H x W or 1 x 1 x H x W) as configured: <see cref="MapPostProcessor.ImageScore"/>, the rule of both runtimes.</summary>
-    internal double ImageScore(Tensor map)
-    {
-        int height = (int)map.shape[^2], width = (int)map.shape[^1];
-        using var onCpu = map.reshape(height, width).cpu().contiguous();
-        return PostProcessor().ImageScore(onCpu.data<float>().ToArray(), height, width);
-    }
-
-    /// <summary>The map-to-result step (image score and reference maps as configured now), shared with the ONNX scorer.</summary>
-    private MapPostProcessor PostProcessor()
-    {
-        var options = Options;
-        var references = ReferenceMaps;
-        return new MapPostProcessor(options.ScoreKind, options.ScoreWindowHeight, options.ScorePoolSize, references?.Classes.Keys.ToArray(), references is null ? null : references.Upsampled);
-    }
-
-    /// <summary>Maps of a source's images, batch by batch, normalised by the reference maps unless <paramref name="raw"/>.</summary>
-    private IEnumerable<(Tensor Maps, ImageBatch Batch)> Maps(IImageSource source, int batchSize, bool loadMasks, CancellationToken cancellationToken, bool raw = false)
-    {
-        var references = raw ? null : ReferenceMaps;
-        foreach (var (maps, batch) in RawMaps(source, batchSize, loadMasks, cancellationToken))
-        {
-            if (references is null)
-            {
-                yield return (maps, batch);
-                continue;
-            }
-
-            using var normalized = references.Normalize(maps, batch.ClassNames);
-            yield return (normalized, batch);
-        }
-    }
-
-    private IEnumerable<(Tensor Maps, ImageBatch Batch)> RawMaps(IImageSource source, int batchSize, bool loadMasks, CancellationToken cancellationToken)
-    {
-        if (Options.Tiling is not null)
-        {
-            foreach (var item in TiledMaps(source, batchSize, loadMasks, cancellationToken))
-            {
-                yield return item;
-            }
-
-            yield break;
-        }
-
-        var loader = new ImageBatchLoader(source, new LoaderOptions { BatchSize = batchSize, LoadMasks = loadMasks, Preprocess = Preprocess }, loggerFactory.CreateLogger<ImageBatchLoader>());
-        foreach (var batch in loader.Batches(cancellationToken: cancellationToken))
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            Tensor maps;
-            lock (gate)
-            {
-                ObjectDisposedException.ThrowIf(disposed, this);
-                using var scope = NewDisposeScope();
-                using var noGrad = no_grad();
-                AnomalyModel.Module.eval();
-                maps = AnomalyModel.Maps(batch.Images.to(Device)).cpu().MoveToOuterDisposeScope();
-            }
-
-            using (maps)
-            {
-                yield return (maps, batch);
-            }
-        }
-    }
-
     /// <inheritdoc />
     private protected override long MaxImagePixels => Preprocess.MaxImagePixels;
 
     /// <inheritdoc />
     private protected override IReadOnlyList<AnomalyResult> ScoreDecoded(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className) =>
-        ScoreImages(images, className);
+        DetectorScoring.ScoreImages(this, images, className, () => WarnStretched(images, Options.InputSize, warning => logger.LogWarning("{Warning}", warning)));
 
-    private List<AnomalyResult> ScoreImages(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className = null)
-    {
-        var classes = Enumerable.Repeat(className, images.Count).ToArray();
-        RequireClasses(classes);
-        if (Options.Tiling is not null)
-        {
-            return ScoreTiled(images, className);
-        }
+    /// <summary>The detector's lock, for its components (<see cref="MapSource"/>, <see cref="DetectorScoring"/>, ...): held where the detector's own methods hold it.</summary>
+    internal object Gate => gate;
 
-        WarnStretched(images, Options.InputSize, warning => logger.LogWarning("{Warning}", warning));
+    /// <summary>The logger factory the detector was made with, for its components' loggers.</summary>
+    internal ILoggerFactory LoggerFactory => loggerFactory;
 
-        using var scope = NewDisposeScope();
-        var inputs = stack(images.Select(i => ImagePreprocessor.ToTensor(i.Image, Preprocess)).ToArray());
-        var sizes = images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray();
-        return Run(inputs, sizes, images.Select(i => i.Name).ToArray(), classes);
-    }
+    /// <summary>The detector's logger, shared by its components.</summary>
+    internal ILogger Logger => logger;
 
-    /// <summary>With reference maps, every image needs a known class (checked before the network runs).</summary>
-    private void RequireClasses(IReadOnlyList<string?> classes) =>
-        ScoringSteps.RequireClasses(ReferenceMaps?.Classes.Keys.ToArray(), classes);
-
-    private List<AnomalyResult> Run(Tensor inputs, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, IReadOnlyList<string?> classNames)
-    {
-        RequireClasses(classNames);
-        float[] values;
-        int height, width;
-        Calibration? calibration;
-        MapPostProcessor post;
-        lock (gate)
-        {
-            ObjectDisposedException.ThrowIf(disposed, this);
-            using var scope = NewDisposeScope();
-            AnomalyModel.Module.eval();
-            var maps = AnomalyModel.Maps(inputs.to(Device)).cpu().contiguous();
-            height = (int)maps.shape[1];
-            width = (int)maps.shape[2];
-            values = maps.data<float>().ToArray();
-            calibration = Calibration;
-            post = PostProcessor();
-        }
-
-        int plane = height * width;
-        ScoringSteps.RequireFinite(values, plane, names);
-        var results = new List<AnomalyResult>(originalSizes.Count);
-        for (int i = 0; i < originalSizes.Count; i++)
-        {
-            var map = values.AsSpan(i * plane, plane).ToArray();
-            results.Add(post.Finish(map, height, width, i < names.Count ? names[i] : null, classNames[i], originalSizes[i], calibration));
-        }
-
-        return results;
-    }
-
-    /// <summary>Refuses maps holding NaN or infinity (a model whose weights are not finite): a NaN map would never be anomalous.</summary>
-    /// <exception cref="InvalidDataException">A map is not finite.</exception>
-    internal static void RequireFinite(Tensor maps, IReadOnlyList<string?> names)
-    {
-        using var finite = isfinite(maps).reshape(maps.shape[0], -1).all(dim: 1).cpu();
-        var ok = finite.data<bool>().ToArray();
-        int bad = Array.IndexOf(ok, false);
-        if (bad >= 0)
-        {
-            throw ScoringSteps.NonFiniteMap(names, bad);
-        }
-    }
+    /// <summary>Throws <see cref="ObjectDisposedException"/> once the detector is disposed (call under <see cref="Gate"/>).</summary>
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(disposed, this);
 }

@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
+using TorchSharp;
 using UniAD.Core.Training;
 using UniAD.Core.Weights;
 using static TorchSharp.torch;
@@ -167,6 +168,35 @@ public static class DetectorCheckpoint
                 detector.Dispose();
                 throw;
             }
+        }
+    }
+
+    /// <summary>
+    /// The body of <see cref="AnomalyDetector.ImportReference"/>: the authors' <c>ckpt.pth.tar</c> and config read by
+    /// <see cref="Models.ReferenceCheckpoint"/> into a new, uncalibrated detector on <paramref name="device"/> (the CPU by default).
+    /// </summary>
+    internal static AnomalyDetector ImportReference(string checkpointPath, string configPath, string? device, ILoggerFactory? loggerFactory)
+    {
+        var model = Models.ReferenceCheckpoint.Load(checkpointPath, configPath, loggerFactory?.CreateLogger("UniAD.Core.Models.ReferenceCheckpoint"));
+        try
+        {
+            var o = model.Reconstruction.Options;
+            var options = new DetectorOptions
+            {
+                Backbone = model.Backbone.ModelName,
+                BackboneLayers = model.Backbone.Outputs.Select(x => x.Layer).ToArray(),
+                NeckStride = model.Neck.OutputStride,
+                InputSize = model.InputSize,
+                Reconstruction = o,
+            };
+            var target = device is null ? CPU : TorchSupport.TorchDevices.Parse(device);
+            model.to(target);
+            return new AnomalyDetector(options, model, target, loggerFactory, calibration: null, epochsTrained: 0);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
         }
     }
 

@@ -206,9 +206,9 @@ public sealed class TrainingScheduleTests(SyntheticData data) : IClassFixture<Sy
     {
         // 30 minutes; the first epoch took 120 s and ended at 270 s (features, probe, epoch): 1530 s are left,
         // 12 more epochs fit (12.75), 13 in all; never more than the cap, never fewer than the one done.
-        Assert.Equal(13, AnomalyDetector.EpochsThatFit(TimeSpan.FromMinutes(30), TimeSpan.FromSeconds(120), TimeSpan.FromSeconds(270), 1000));
-        Assert.Equal(5, AnomalyDetector.EpochsThatFit(TimeSpan.FromMinutes(30), TimeSpan.FromSeconds(120), TimeSpan.FromSeconds(270), 5));
-        Assert.Equal(1, AnomalyDetector.EpochsThatFit(TimeSpan.FromMinutes(1), TimeSpan.FromSeconds(120), TimeSpan.FromSeconds(130), 1000));
-        Assert.Equal(2, AnomalyDetector.EpochsThatFit(TimeSpan.FromSeconds(100), TimeSpan.FromSeconds(40), TimeSpan.FromSeconds(50), 1000));
+        Assert.Equal(13, TrainingSchedulePlanner.EpochsThatFit(TimeSpan.FromMinutes(30), TimeSpan.FromSeconds(120), TimeSpan.FromSeconds(270), 1000));
+        Assert.Equal(5, TrainingSchedulePlanner.EpochsThatFit(TimeSpan.FromMinutes(30), TimeSpan.FromSeconds(120), TimeSpan.FromSeconds(270), 5));
+        Assert.Equal(1, TrainingSchedulePlanner.EpochsThatFit(TimeSpan.FromMinutes(1), TimeSpan.FromSeconds(120), TimeSpan.FromSeconds(130), 1000));
+        Assert.Equal(2, TrainingSchedulePlanner.EpochsThatFit(TimeSpan.FromSeconds(100), TimeSpan.FromSeconds(40), TimeSpan.FromSeconds(50), 1000));
     }
 }

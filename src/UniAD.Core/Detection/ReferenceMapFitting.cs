@@ -6,23 +6,14 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace UniAD.Core.Detection;
 
-/// <summary>Per-class reference maps (<see cref="Detection.ReferenceMaps"/>): fitting, clearing.</summary>
-public sealed partial class AnomalyDetector
+/// <summary>
+/// Reference-map fitting (<see cref="Detection.ReferenceMaps"/>): the mean raw map of sampled normal images per class,
+/// pooled down and smoothed, set on the detector under its lock (dropping its calibration).
+/// </summary>
+internal static class ReferenceMapFitting
 {
-    /// <summary>Per-class reference maps that every map is divided by, or null (the default: raw maps). Stored with the model.</summary>
-    public ReferenceMaps? ReferenceMaps { get; private set; }
-
-    /// <summary>
-    /// Fits per-class reference maps (opt-in; for aligned parts whose normal images have a fixed layout of
-    /// reconstruction error): the mean raw map of up to <see cref="ReferenceMapOptions.ImagesPerClass"/> normal images
-    /// per class, averaged in blocks down to <see cref="ReferenceMapOptions.MaxSide"/> and smoothed. From then on every
-    /// map is divided by its class's reference plus epsilon, so scoring needs the image's class. Any calibration is
-    /// dropped (its thresholds were on the raw scale): calibrate afterwards. Use normal TRAINING images (the
-    /// held-out ones stay unbiased for calibration); never the test split.
-    /// </summary>
-    /// <exception cref="InvalidDataException">The source has no normal image.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
-    public ReferenceMaps FitReferenceMaps(IImageSource normalImages, ReferenceMapOptions? options = null, CancellationToken cancellationToken = default)
+    /// <summary>The body of <see cref="AnomalyDetector.FitReferenceMaps"/>.</summary>
+    public static ReferenceMaps Fit(AnomalyDetector detector, IImageSource normalImages, ReferenceMapOptions? options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(normalImages);
         options ??= new ReferenceMapOptions();
@@ -45,7 +36,7 @@ public sealed partial class AnomalyDetector
         var sums = new Dictionary<string, (Tensor Sum, int Count)>(StringComparer.Ordinal);
         try
         {
-            foreach (var (maps, batch) in Maps(new ImageSource(normalImages.Name, chosen), options.BatchSize, loadMasks: false, cancellationToken, raw: true))
+            foreach (var (maps, batch) in MapSource.Maps(detector, new ImageSource(normalImages.Name, chosen), options.BatchSize, loadMasks: false, cancellationToken, raw: true))
             {
                 using (batch)
                 {
@@ -85,14 +76,14 @@ public sealed partial class AnomalyDetector
             }
 
             var fitted = new ReferenceMaps(references);
-            lock (gate)
+            lock (detector.Gate)
             {
-                ReferenceMaps?.ClearCache();
-                ReferenceMaps = fitted;
-                Calibration = null;
+                detector.ReferenceMaps?.ClearCache();
+                detector.ReferenceMaps = fitted;
+                detector.Calibration = null;
             }
 
-            logger.LogInformation("Fitted reference maps of {Classes} classes on {Images} normal images of {Source}; the calibration was cleared (calibrate again).", references.Count, chosen.Count, normalImages.Name);
+            detector.Logger.LogInformation("Fitted reference maps of {Classes} classes on {Images} normal images of {Source}; the calibration was cleared (calibrate again).", references.Count, chosen.Count, normalImages.Name);
             return fitted;
         }
         finally
@@ -104,16 +95,16 @@ public sealed partial class AnomalyDetector
         }
     }
 
-    /// <summary>Removes the reference maps (maps are raw again) and the calibration made with them.</summary>
-    public void ClearReferenceMaps()
+    /// <summary>The body of <see cref="AnomalyDetector.ClearReferenceMaps"/>: no reference maps and no calibration, under the detector's lock.</summary>
+    public static void Clear(AnomalyDetector detector)
     {
-        lock (gate)
+        lock (detector.Gate)
         {
-            if (ReferenceMaps is not null)
+            if (detector.ReferenceMaps is not null)
             {
-                ReferenceMaps.ClearCache();
-                ReferenceMaps = null;
-                Calibration = null;
+                detector.ReferenceMaps.ClearCache();
+                detector.ReferenceMaps = null;
+                detector.Calibration = null;
             }
         }
     }
@@ -129,7 +120,4 @@ public sealed partial class AnomalyDetector
 
         return unchecked((long)h);
     }
-
-    /// <summary>Restores reference maps read from a checkpoint.</summary>
-    internal void RestoreReferenceMaps(ReferenceMaps? references) => ReferenceMaps = references;
 }
