@@ -255,7 +255,7 @@ public sealed class AnomalyDetector : ImageScorer, IDisposable
     /// </summary>
     /// <exception cref="InvalidDataException">The source has no normal image.</exception>
     public double ValidationLoss(IImageSource source, int batchSize = 8, CancellationToken cancellationToken = default) =>
-        ReconstructionLoss.Validation(this, source, batchSize, cancellationToken);
+        ValidationLosses.Validation(this, source, batchSize, cancellationToken);
 
     /// <summary>Per-class reference maps that every map is divided by, or null (the default: raw maps). Stored with the model.</summary>
     public ReferenceMaps? ReferenceMaps { get; internal set; }

@@ -138,9 +138,10 @@ internal static class DetectorTraining
                     cancellationToken.ThrowIfCancellationRequested();
                     using var scope = NewDisposeScope();
                     var features = batch is FeatureBatch fb ? fb.Features.to(detector.Device) : detector.Model.ExtractFeatures(((ImageBatch)batch).Images.to(detector.Device));
-                    optimizer.LearningRate = options.Schedule.LearningRateAt(options.Optimizer.LearningRate, ((long)(epoch - 1) * steps) + step, plan.TotalSteps, steps);
+                    long globalStep = ((long)(epoch - 1) * steps) + step;
+                    optimizer.LearningRate = options.Schedule.LearningRateAt(options.Optimizer.LearningRate, globalStep, plan.TotalSteps, steps);
                     optimizer.ZeroGrad();
-                    var loss = AnomalyMap.Loss(reconstruction.Reconstruct(features), features);
+                    var loss = reconstruction.Loss(reconstruction.Reconstruct(features), features, globalStep); // the configured objective
                     loss.backward();
                     double gradNorm = options.ClipGradNorm > 0 ? TorchSharp.torch.nn.utils.clip_grad_norm_(parameters, options.ClipGradNorm) : 0;
                     float value = loss.item<float>();

@@ -44,7 +44,7 @@ internal sealed class HeldOutSet
     /// <summary>Mean reconstruction loss over the images, in evaluation mode and without gradients.</summary>
     public double Measure(AnomalyDetector detector, int batchSize, int epoch, TimeSpan elapsed, CancellationToken cancellationToken)
     {
-        double loss = ReconstructionLoss.Mean(detector, cache.Batches(Source, batchSize, cancellationToken: cancellationToken), b => b.Features.to(detector.Device));
+        double loss = ValidationLosses.Mean(detector, cache.Batches(Source, batchSize, cancellationToken: cancellationToken), b => b.Features.to(detector.Device));
         losses.Add(new HeldOutLoss(epoch, loss, elapsed));
         if (BestLoss is null || loss < BestLoss.Value - minDelta)
         {

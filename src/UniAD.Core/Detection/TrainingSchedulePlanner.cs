@@ -101,7 +101,8 @@ internal static class TrainingSchedulePlanner
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 var features = batch is FeatureBatch fb ? fb.Features.to(detector.Device) : detector.Model.ExtractFeatures(((ImageBatch)batch).Images.to(detector.Device));
-                AnomalyMap.Loss(detector.Model.Reconstruction.Reconstruct(features), features).backward();
+                var reconstruction = detector.Model.Reconstruction;
+                reconstruction.Loss(reconstruction.Reconstruct(features), features, step: 0).backward();
                 if (options.ClipGradNorm > 0)
                 {
                     TorchSharp.torch.nn.utils.clip_grad_norm_(parameters, options.ClipGradNorm);

@@ -6,10 +6,10 @@ using static TorchSharp.torch;
 namespace UniAD.Core.Detection;
 
 /// <summary>
-/// The reconstruction loss (feature MSE, the training loss) of normal images in evaluation mode: the validation loss,
+/// The reconstruction loss (the objective's loss without hard-point mining: feature MSE for the paper's) of normal images in evaluation mode: the validation loss,
 /// and the held-out loss of <see cref="HeldOutSet"/>.
 /// </summary>
-internal static class ReconstructionLoss
+internal static class ValidationLosses
 {
     /// <summary>The body of <see cref="AnomalyDetector.ValidationLoss"/>.</summary>
     public static double Validation(AnomalyDetector detector, IImageSource source, int batchSize, CancellationToken cancellationToken)
@@ -48,7 +48,8 @@ internal static class ReconstructionLoss
                 using var noGrad = no_grad();
                 var f = features(batch);
                 long n = f.shape[0];
-                sum += AnomalyMap.Loss(detector.Model.Reconstruction.Reconstruct(f), f).item<float>() * (double)n;
+                var reconstruction = detector.Model.Reconstruction;
+                sum += Reconstruction.ReconstructionLoss.Plain(reconstruction.Options, reconstruction.Reconstruct(f), f).item<float>() * (double)n;
                 images += n;
             }
         }
