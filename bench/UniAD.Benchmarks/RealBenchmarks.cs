@@ -23,6 +23,8 @@ using UniAD.Core.Metrics;
 /// (<see cref="AnomalyDetector.SelectScoreWindow"/>: a validation half with defects, as a user with a labelled
 /// validation set would) and the other half, which took no part in the choice, is scored with it and with the preset's
 /// window; then the halves swap roles, and the mean of the two held-out figures is printed. [--load FILE] skips training and evaluates a detector saved by --save.
+/// [--objective mse|cosine] (UniAD's training objective, default the paper's MSE; cosine: the global cosine with hard-point
+/// mining and the cosine-distance map, issue 28) [--lr X] (the peak learning rate instead of the recipe's).
 /// [--family uniad|memory-bank|both] (default both): the memory-bank family (<see cref="MemoryBankBenchmarks"/>) runs first on
 /// the same split, at UniAD's working width (448) unless [--bank-width W]; [--ratio R] [--candidates N] [--per-class on] as there.
 /// </summary>
@@ -174,6 +176,17 @@ internal static class RealBenchmarks
                 builder.WithReconstruction(o => o with { Dropout = dropout });
             }
 
+            var objective = text("--objective") ?? "mse";
+            if (objective is not ("mse" or "cosine"))
+            {
+                throw new ArgumentException($"--objective needs mse or cosine, got '{objective}'.");
+            }
+
+            if (objective == "cosine")
+            {
+                builder.WithReconstruction(o => o with { Objective = UniAD.Core.Reconstruction.ReconstructionObjective.GlobalCosine });
+            }
+
             using var logging = new ConsoleLoggerFactory();
             using var detector = builder.WithSeed(seed).WithLogging(logging).Build();
             var r = detector.Options.Reconstruction;
@@ -184,10 +197,16 @@ internal static class RealBenchmarks
                 HeldOutEvery = 1,
                 CacheFeatures = cache == "on",
             };
+            if (text("--lr") is { } lrText)
+            {
+                double lr = double.TryParse(lrText, NumberStyles.Float, Invariant, out double l) && l > 0 ? l : throw new ArgumentException($"--lr needs a positive number, got '{lrText}'.");
+                training = training with { Optimizer = training.Optimizer with { LearningRate = lr } };
+            }
 
             Console.WriteLine(string.Create(Invariant, $"classes: {string.Join(", ", realClasses.Select(c => c + " (real)").Concat(syntheticTrain.Select(s => s.ClassName).Distinct()))}"));
             Console.WriteLine(string.Create(Invariant, $"images: {train.Samples.Count} training, {heldOut.Samples.Count} held-out normal ({HeldOutFraction:P0} per class, seeded; calibration and validation loss), {test.Samples.Count} test"));
             Console.WriteLine(string.Create(Invariant, $"network: {detector.Options.Backbone} layers {string.Join(',', detector.Options.BackboneLayers)}, input {detector.Options.InputSize}, {r.InputChannels} channels, tokens {r.FeatureSize}, width {r.HiddenDim}, {r.NumEncoderLayers}+{r.NumDecoderLayers} layers, mask {r.NeighborSize?.ToString() ?? "none"}, jitter {r.FeatureJitter?.Scale.ToString(Invariant) ?? "off"}, dropout {r.Dropout.ToString(Invariant)}"));
+            Console.WriteLine(string.Create(Invariant, $"objective {detector.Options.Reconstruction.Objective} (hard mining: {detector.Options.Reconstruction.HardMining})"));
             Console.WriteLine(string.Create(Invariant, $"recipe {recipe}: batch {training.BatchSize}, lr {training.Optimizer.LearningRate:G3}, weight decay {training.Optimizer.WeightDecay:G3}, {training.Schedule}, clip {training.ClipGradNorm}, budget {budget}, feature cache {cache}"));
 
             // The test curve: the held-out split has normal images only (no AUROC), so AUROC against time is

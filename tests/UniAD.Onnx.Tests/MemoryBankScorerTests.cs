@@ -4,6 +4,7 @@ using UniAD.Core.Detection;
 using UniAD.Core.Export;
 using UniAD.Core.Metrics;
 using UniAD.Core.Tests.Detection;
+using UniAD.Core.Tests.Export;
 using UniAD.Core.Tiling;
 using Xunit.Abstractions;
 
@@ -53,6 +54,24 @@ public sealed class MemoryBankScorerTests(SyntheticData data, ITestOutputHelper 
         var images = ScorerParity.Images(8, (64, 64), (150, 120), (48, 200));
         var diff = ScorerParity.Max(images.Select(i => ScorerParity.Compare(detector.Score(i.Image, i.Name), scorer.Score(i.Image, i.Name), i.Name)));
         output.WriteLine($"memory bank tiled (96 wide, 64 tiles every 32): {diff}");
+    }
+
+    [Fact]
+    public void An_unknown_family_is_refused_by_name_and_a_file_without_the_key_is_UniAD()
+    {
+        using var detector = SyntheticData.TinyBuilder().Build();
+        var path = Path.Combine(root, "uniad.onnx");
+        detector.ExportOnnx(path);
+        Assert.Equal(ModelFamilies.UniAD, OnnxExport.ReadInfo(path).Metadata[OnnxMetadataKeys.ModelFamily]);
+
+        var unknown = OnnxParity.Rewrite(path, Path.Combine(root, "unknown.onnx"), m => m.MetadataProps.Single(p => p.Key == OnnxMetadataKeys.ModelFamily).Value = "normalizing-flow");
+        var ex = Assert.Throws<InvalidDataException>(() => OnnxAnomalyScorer.Load(unknown));
+        Assert.Contains("'normalizing-flow'", ex.Message);
+        Assert.Contains("'uniad' and 'memory-bank'", ex.Message);
+
+        var old = OnnxParity.Rewrite(path, Path.Combine(root, "old.onnx"), m => m.MetadataProps.Remove(m.MetadataProps.Single(p => p.Key == OnnxMetadataKeys.ModelFamily)));
+        using var scorer = OnnxAnomalyScorer.Load(old);
+        Assert.Equal(ModelFamilies.UniAD, scorer.Info.Family);
     }
 
     public void Dispose() => Directory.Delete(root, recursive: true);
