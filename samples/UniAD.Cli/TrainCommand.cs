@@ -33,7 +33,7 @@ internal static class TrainCommand
 
     private static readonly (string, ImageScoreKind)[] ScoreKinds =
     {
-        ("max", ImageScoreKind.PooledMax), ("mean", ImageScoreKind.Mean), ("std", ImageScoreKind.Std), ("plainmax", ImageScoreKind.PlainMax),
+        ("max", ImageScoreKind.PooledMax), ("mean", ImageScoreKind.Mean), ("std", ImageScoreKind.Std), ("plainmax", ImageScoreKind.PlainMax), ("topmean", ImageScoreKind.TopMean),
     };
 
     public static Command Create(CliContext ctx)
@@ -58,7 +58,7 @@ internal static class TrainCommand
         var checkpointEvery = CliOptions.Int("--checkpoint-every", "Write the checkpoint every N epochs (and after the last) [default: 10].", min: 0);
         var resume = CliOptions.Text("--resume", "MODEL", "Continue from a training checkpoint (written by uniad train, with its optimizer state) up to --epochs.");
         var cacheDir = CliOptions.Text("--cache-dir", "DIR", "A folder for the backbone feature cache (reused across runs).");
-        var score = CliOptions.Choice("--score", "The image score: pooled max (the reference's), mean (CIFAR-10's), std or plain max [default: max].", ScoreKinds);
+        var score = CliOptions.Choice("--score", "The image score: pooled max (the reference's), mean (CIFAR-10's), std, plain max, or the mean of the top 1 % [default: max].", ScoreKinds);
         var scoreWindow = CliOptions.Ints("--score-window", "The pooled-max window in map pixels: S (square) or H,W (a wide, flat H,W suits long, thin defects running across the part) [default: 16].", "S|H,W", min: 1, maxCount: 2);
         var seed = CliOptions.Int("--seed", "The random seed [default: 133].", min: 0);
         var budget = BudgetOption();

@@ -70,7 +70,7 @@ public sealed class ParsingTests(CliFixture fixture)
     }
 
     [Theory]
-    [InlineData("--score", "median", "max, mean, std, plainmax")]
+    [InlineData("--score", "median", "max, mean, std, plainmax, topmean")]
     [InlineData("--schedule", "linear", "step, cosine, onecycle")]
     [InlineData("--missing-masks", "ignore", "error, image-level")]
     [InlineData("--tile-placement", "centre", "shift, spread")]

@@ -14,4 +14,11 @@ public enum ImageScoreKind
 
     /// <summary>The largest value of the map, without pooling. Key name <c>plainmax</c> (the reference has no such score).</summary>
     PlainMax,
+
+    /// <summary>
+    /// The mean of the largest 1 % of the map's values (<see cref="MapScore.TopFraction"/>, at least one value): the image
+    /// score of the later reconstruction models (<c>shared/methods/FAST_OBJECTIVE.md</c>), steadier than one pixel's maximum.
+    /// Key name <c>topmean</c> (the reference has no such score).
+    /// </summary>
+    TopMean,
 }

@@ -11,6 +11,32 @@ namespace UniAD.Core.Metrics;
 /// </summary>
 public static class MapScore
 {
+    /// <summary>The fraction of the map's values whose mean is <see cref="ImageScoreKind.TopMean"/> (1 %).</summary>
+    public const double TopFraction = 0.01;
+
+    /// <summary>How many values <see cref="ImageScoreKind.TopMean"/> averages in a map of <paramref name="count"/> values: 1 % rounded up, at least one.</summary>
+    public static int TopCount(long count) => (int)Math.Max(1, Math.Ceiling(count * TopFraction));
+
+    /// <summary>The mean of the largest <see cref="TopCount"/> values (float64).</summary>
+    public static double TopMean(ReadOnlySpan<float> map)
+    {
+        if (map.IsEmpty)
+        {
+            throw new ArgumentException("An empty map has no top mean.", nameof(map));
+        }
+
+        var sorted = map.ToArray();
+        Array.Sort(sorted);
+        int k = TopCount(sorted.Length);
+        double sum = 0;
+        for (int i = sorted.Length - k; i < sorted.Length; i++)
+        {
+            sum += sorted[i];
+        }
+
+        return sum / k;
+    }
+
     /// <summary>The score of a <paramref name="height"/> x <paramref name="width"/> row-major map, with a square window.</summary>
     /// <exception cref="ArgumentException">The sizes do not match the values, or the window is not positive.</exception>
     public static double Of(ReadOnlySpan<float> map, int height, int width, ImageScoreKind kind, int poolSize) =>
@@ -40,6 +66,8 @@ public static class MapScore
                 }
 
                 return max;
+            case ImageScoreKind.TopMean:
+                return TopMean(map);
             case ImageScoreKind.Mean:
             case ImageScoreKind.Std:
                 double sum = 0;

@@ -106,6 +106,9 @@ internal static class ImageScoreEmitter
                 return g.Reduce(scope, "ReduceMax", map, all, keepDims: false);
             case ImageScoreKind.Mean:
                 return g.Reduce(scope, "ReduceMean", map, all, keepDims: false);
+            case ImageScoreKind.TopMean:
+                long pixels = s[2] * s[3];
+                return g.TopKMean(scope, g.Reshape(scope, map, new[] { -1, pixels }), MapScore.TopCount(pixels));
             case ImageScoreKind.Std:
                 // Population standard deviation: √mean((x − mean)²).
                 var centred = g.Sub(scope, map, g.Reduce(scope, "ReduceMean", map, all, keepDims: true));

@@ -166,6 +166,20 @@ internal sealed class OnnxGraph
     /// <summary>Bilinear resize of an N x C x H x W tensor to <paramref name="height"/> x <paramref name="width"/> with half-pixel centres (PyTorch's <c>interpolate(mode: bilinear, align_corners: false)</c>).</summary>
     public string ResizeBilinearHalfPixel(string scope, string x, long height, long width) => Resize(scope, x, height, width, "half_pixel");
 
+    /// <summary>The mean of the <paramref name="k"/> largest values of each row of an N x M tensor (TopK, then ReduceMean): N values.</summary>
+    public string TopKMean(string scope, string x, long k)
+    {
+        var s = Shape(x);
+        var values = Unique($"{scope}/TopK");
+        var indices = Unique($"{scope}/TopK_indices");
+        var node = NewNode("TopK", values, new[] { x, Int64(k) }, new[] { values, indices });
+        node.Attribute.Add(new[] { Int("axis", -1), Int("largest", 1), Int("sorted", 0) });
+        graph.Node.Add(node);
+        shapes[values] = new[] { s[0], k };
+        shapes[indices] = new[] { s[0], k };
+        return Reduce(scope, "ReduceMean", values, new long[] { 1 }, keepDims: false);
+    }
+
     /// <summary>Mean over the spatial dimensions, keeping them (N x C x 1 x 1).</summary>
     public string GlobalAveragePool(string scope, string x)
     {

@@ -10,6 +10,9 @@ namespace UniAD.Core.Metrics;
 /// <param name="PlainMax">Largest value of the map.</param>
 public sealed record ImageScores(double PooledMax, double Mean, double Std, double PlainMax)
 {
+    /// <summary>The mean of the largest 1 % of the map (<see cref="ImageScoreKind.TopMean"/>); NaN when not computed.</summary>
+    public double TopMean { get; init; } = double.NaN;
+
     /// <summary>The score of the given kind.</summary>
     /// <exception cref="ArgumentOutOfRangeException">An unknown kind.</exception>
     public double this[ImageScoreKind kind] => kind switch
@@ -18,6 +21,7 @@ public sealed record ImageScores(double PooledMax, double Mean, double Std, doub
         ImageScoreKind.Mean => Mean,
         ImageScoreKind.Std => Std,
         ImageScoreKind.PlainMax => PlainMax,
+        ImageScoreKind.TopMean => TopMean,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown image score kind."),
     };
 }
@@ -32,7 +36,7 @@ public static class ImageScoring
     public const int ReferencePoolSize = 16;
 
     /// <summary>Every kind, in the order of reports.</summary>
-    public static IReadOnlyList<ImageScoreKind> Kinds { get; } = [ImageScoreKind.PooledMax, ImageScoreKind.Mean, ImageScoreKind.Std, ImageScoreKind.PlainMax];
+    public static IReadOnlyList<ImageScoreKind> Kinds { get; } = [ImageScoreKind.PooledMax, ImageScoreKind.Mean, ImageScoreKind.Std, ImageScoreKind.PlainMax, ImageScoreKind.TopMean];
 
     /// <summary>The kind's short name in metric keys: <c>max</c> (pooled, as the reference), <c>mean</c>, <c>std</c>, <c>plainmax</c>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">An unknown kind.</exception>
@@ -42,6 +46,7 @@ public static class ImageScoring
         ImageScoreKind.Mean => "mean",
         ImageScoreKind.Std => "std",
         ImageScoreKind.PlainMax => "plainmax",
+        ImageScoreKind.TopMean => "topmean",
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown image score kind."),
     };
 
@@ -70,7 +75,7 @@ public static class ImageScoring
             stats.Push(v);
         }
 
-        return new ImageScores(pooled, stats.Mean, stats.PopulationStandardDeviation, stats.Maximum);
+        return new ImageScores(pooled, stats.Mean, stats.PopulationStandardDeviation, stats.Maximum) { TopMean = MapScore.TopMean(map) };
     }
 
     /// <summary>Scores of every map of a tensor (copied to the CPU as float32): N x H x W, N x 1 x H x W or one H x W map.</summary>

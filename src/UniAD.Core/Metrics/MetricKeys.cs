@@ -37,10 +37,10 @@ public static class MetricKeys
     /// The reference evaluator's key for an image AUROC: <c>&lt;class&gt;_&lt;max|mean|std&gt;_auc</c>
     /// (<c>max</c> = pooled max); use <see cref="MeanRow"/> as the class for the mean over classes.
     /// </summary>
-    /// <exception cref="ArgumentException">The kind is <see cref="ImageScoreKind.PlainMax"/>, which the reference does not report.</exception>
+    /// <exception cref="ArgumentException">The kind is <see cref="ImageScoreKind.PlainMax"/> or <see cref="ImageScoreKind.TopMean"/>, which the reference does not report.</exception>
     public static string ReferenceAuroc(string className, ImageScoreKind kind) =>
-        kind == ImageScoreKind.PlainMax
-            ? throw new ArgumentException("The reference evaluator has no key for the plain maximum.", nameof(kind))
+        kind is ImageScoreKind.PlainMax or ImageScoreKind.TopMean
+            ? throw new ArgumentException($"The reference evaluator has no key for the {ImageScoring.Name(kind)} score.", nameof(kind))
             : $"{className}_{ImageScoring.Name(kind)}_auc";
 
     /// <summary>The reference evaluator's key for the pixel AUROC: <c>&lt;class&gt;_pixel_auc</c>.</summary>

@@ -148,7 +148,7 @@ public sealed class MetricsReportBuilder
 
     /// <summary>Adds one image by its scores, for classes evaluated without maps (no pixel metrics).</summary>
     /// <param name="className">The image's class.</param>
-    /// <param name="scores">Its four scores (e.g. from <see cref="ImageScoring.Compute(ReadOnlySpan{float}, int, int, int)"/>), finite.</param>
+    /// <param name="scores">Its scores (e.g. from <see cref="ImageScoring.Compute(ReadOnlySpan{float}, int, int, int)"/>), finite; <see cref="ImageScores.TopMean"/> may be left NaN (not computed), and a class with such an image reports no top-mean metrics.</param>
     /// <param name="anomalous">Its label.</param>
     /// <exception cref="ArgumentException">A bad class name or a non-finite score.</exception>
     /// <exception cref="InvalidOperationException">The class already received maps.</exception>
@@ -158,7 +158,7 @@ public sealed class MetricsReportBuilder
         var data = Find(className, withMaps: false);
         foreach (var kind in ImageScoring.Kinds)
         {
-            if (!double.IsFinite(scores[kind]))
+            if (!double.IsFinite(scores[kind]) && !(kind == ImageScoreKind.TopMean && double.IsNaN(scores[kind])))
             {
                 throw new ArgumentException($"The {ImageScoring.Name(kind)} score of this '{className}' image is {scores[kind].ToString(CultureInfo.InvariantCulture)}; scores must be finite.", nameof(scores));
             }
@@ -185,7 +185,13 @@ public sealed class MetricsReportBuilder
             var image = new Dictionary<ImageScoreKind, BinaryMetrics>();
             foreach (var kind in ImageScoring.Kinds)
             {
-                var metrics = BinaryClassification.Evaluate(data.Scores.Select(s => s[kind]).ToArray(), labels);
+                var values = data.Scores.Select(s => s[kind]).ToArray();
+                if (kind == ImageScoreKind.TopMean && values.Any(double.IsNaN))
+                {
+                    continue; // added by scores without it (Add(className, ImageScores, ...) from an older caller)
+                }
+
+                var metrics = BinaryClassification.Evaluate(values, labels);
                 image[kind] = metrics with { Auroc = Fold(metrics.Auroc, $"{data.Name}: {MetricKeys.ImageAuroc(kind)}", notes) };
             }
 

@@ -105,9 +105,23 @@ public sealed class ImageScoringTests
     [Fact]
     public void Scores_index_by_kind()
     {
-        var s = new ImageScores(1, 2, 3, 4);
-        Assert.Equal([1.0, 2.0, 3.0, 4.0], ImageScoring.Kinds.Select(k => s[k]));
-        Assert.Equal(["max", "mean", "std", "plainmax"], ImageScoring.Kinds.Select(ImageScoring.Name));
+        var s = new ImageScores(1, 2, 3, 4) { TopMean = 5 };
+        Assert.Equal([1.0, 2.0, 3.0, 4.0, 5.0], ImageScoring.Kinds.Select(k => s[k]));
+        Assert.Equal(["max", "mean", "std", "plainmax", "topmean"], ImageScoring.Kinds.Select(ImageScoring.Name));
+    }
+
+    [Fact]
+    public void The_top_mean_averages_the_largest_one_percent_rounded_up()
+    {
+        // 250 values 0..249: 1 % is 2.5, rounded up to 3 values: 247, 248, 249.
+        var map = Enumerable.Range(0, 250).Select(i => (float)((i * 37) % 250)).ToArray(); // a permutation of 0..249
+        Assert.Equal(248.0, UniAD.Core.Metrics.MapScore.TopMean(map), 12);
+        Assert.Equal(248.0, ImageScoring.Compute(map, 10, 25, 2).TopMean, 12);
+        Assert.Equal(248.0, UniAD.Core.Metrics.MapScore.Of(map, 10, 25, ImageScoreKind.TopMean, 16), 12);
+        Assert.Equal(3, UniAD.Core.Metrics.MapScore.TopCount(250));
+        Assert.Equal(1, UniAD.Core.Metrics.MapScore.TopCount(7)); // fewer than 100 values: the maximum
+        Assert.Equal(9.0, UniAD.Core.Metrics.MapScore.TopMean(new float[] { 1, 9, 3 }));
+        Assert.Throws<ArgumentException>(() => MetricKeys.ReferenceAuroc("x", ImageScoreKind.TopMean));
     }
 
     [Fact]
