@@ -52,12 +52,12 @@ Console.WriteLine($"Splits: {train.Samples.Count} training images, {heldOut.Samp
 // that grid plays the part of the paper's 7 x 7 on 14 x 14. The paper's detector is simply
 // `new AnomalyDetectorBuilder().WithBackboneWeights("efficientnet-b4-6ed6700e.pth").Build()`.
 // With --model memory-bank: the training-free memory bank on the same backbone's layers 2-3 (a 16 x 16 patch grid of a
-// 128 x 128 image), a 10 % coreset, the image score the smoothed map's maximum; Train fits it in one pass.
+// 128 x 128 image), a 1 % coreset, the image score the smoothed map's maximum; Train fits it in one pass.
 using var detector = memoryBank
     ? new AnomalyDetectorBuilder()
         .WithBackbone(randomBackbone ? "resnet18" : "mlnet-resnet18", layers: new[] { 2, 3 })
         .WithInputSize(size, size)
-        .WithMemoryBank(o => o with { CoresetRatio = 0.1 })
+        .WithMemoryBank() // the preset's 1 % coreset
         .WithImageScore(ImageScoreKind.PlainMax)
         .WithSeed(seed)
         .WithLogging(NullLoggerFactory.Instance)
