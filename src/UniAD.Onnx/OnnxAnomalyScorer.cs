@@ -308,6 +308,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
             }
 
             var map = TileMaps.Stitch(tileMaps, grid, tiling.Margin);
+            ScoringSteps.RequireFinite(map, map.Length, new[] { name });
             results.Add(postProcessor.Finish(map, grid.ImageSize.Height, grid.ImageSize.Width, name, ClassName(classIndex), new GridSize(image.Height, image.Width), Calibration));
         }
 

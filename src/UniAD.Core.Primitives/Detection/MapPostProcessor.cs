@@ -3,8 +3,8 @@ using UniAD.Core.Metrics;
 namespace UniAD.Core.Detection;
 
 /// <summary>
-/// The one step from a model's raw anomaly map to a result, shared by both runtimes (UniAD.Core's <c>AnomalyDetector</c>
-/// and UniAD.Onnx's scorer) and by every model family, without tensors: the finiteness check, the per-class reference
+/// The one step from a model's raw (checked finite) anomaly map to a result, shared by both runtimes (UniAD.Core's <c>AnomalyDetector</c>
+/// and UniAD.Onnx's scorer) and by every model family, without tensors: the per-class reference
 /// normalisation (the map divided by its class's reference, upsampled to the map and plus epsilon), the image score
 /// (<see cref="MapScore"/>), the bilinear resize to the image's own size (<see cref="MapResize"/>) and the verdict,
 /// normalised score and mask of the calibration (<see cref="ScoringSteps.Result"/>).
@@ -70,13 +70,12 @@ internal sealed class MapPostProcessor
 
     /// <summary>
     /// The result of one raw map (<paramref name="height"/> x <paramref name="width"/>, row-major; normalised in place):
-    /// checked, normalised by the class's reference, scored, resized to <paramref name="target"/> and judged by
-    /// <paramref name="calibration"/>.
+    /// normalised by the class's reference, scored, resized to <paramref name="target"/> and judged by
+    /// <paramref name="calibration"/>. The caller has checked the map is finite (<see cref="ScoringSteps.RequireFinite"/>,
+    /// once per batch, so that the message names the image's place in it).
     /// </summary>
-    /// <exception cref="InvalidDataException">The map holds NaN or infinity.</exception>
     public AnomalyResult Finish(float[] map, int height, int width, string? name, string? className, GridSize target, Calibration? calibration)
     {
-        ScoringSteps.RequireFinite(map, map.Length, new[] { name });
         Normalize(map, height, width, className);
         double score = ImageScore(map, height, width);
         var values = MapResize.Bilinear(map, height, width, target.Height, target.Width);

@@ -83,6 +83,7 @@ internal static class TiledScoring
                 post = DetectorScoring.PostProcessor(detector);
             }
 
+            ScoringSteps.RequireFinite(values, values.Length, new[] { name });
             results.Add(post.Finish(values, height, width, name, className, new GridSize(image.Height, image.Width), calibration));
         }
 

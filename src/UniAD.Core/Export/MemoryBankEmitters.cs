@@ -31,7 +31,7 @@ internal sealed class MemoryBankModelEmitter : OnnxEmitter<MemoryBankModel>
         // Rows: B x (h·w) x D.
         string nn = OnnxEmitContext.Child(scope, "nearest_neighbour");
         var rows = g.Transpose(nn, g.Reshape(nn, features, new[] { -1, width, cells }), 0, 2, 1);
-        var bank = Values(module.Bank);
+        var bank = OnnxGraph.Values(module.Bank);
         long k = module.Bank.shape[0];
         var bankT = new float[bank.Length];
         var norms = new float[k];
@@ -60,28 +60,15 @@ internal sealed class MemoryBankModelEmitter : OnnxEmitter<MemoryBankModel>
         return new[] { module.Options.Sigma > 0 ? Blur(g, mapScope, map, module.Options.Sigma) : map };
     }
 
-    /// <summary>The separable Gaussian of <see cref="PatchMemoryBank.GaussianBlur"/>: reflection padding (at most the map's side − 1), then a row and a column convolution.</summary>
+    /// <summary>The separable Gaussian of <see cref="PatchMemoryBank.GaussianBlur"/>: per axis its kernel (<see cref="PatchMemoryBank.GaussianKernel"/>), reflection padding of the kernel's radius, a 1-D convolution.</summary>
     private static string Blur(OnnxGraph g, string scope, string map, double sigma)
     {
-        int radius = (int)Math.Floor((4 * sigma) + 0.5);
-        var weights = Enumerable.Range(-radius, (2 * radius) + 1).Select(i => (float)Math.Exp(-(i * (double)i) / (2 * sigma * sigma))).ToArray();
-        float total = weights.Sum();
-        var kernel = weights.Select(w => w / total).ToArray();
         var x = map;
         foreach (bool alongWidth in new[] { true, false })
         {
             var s = g.Shape(x);
-            long size = alongWidth ? s[3] : s[2];
-            int pad = (int)Math.Min(radius, size - 1);
-            var k = kernel;
-            if (pad < radius)
-            {
-                // A map narrower than the kernel: its middle part, renormalised (as the TorchSharp model does).
-                var middle = kernel.Skip(radius - pad).Take((2 * pad) + 1).ToArray();
-                float sum = middle.Sum();
-                k = middle.Select(v => v / sum).ToArray();
-            }
-
+            var k = PatchMemoryBank.GaussianKernel(sigma, alongWidth ? s[3] : s[2]);
+            int pad = k.Length / 2;
             var padded = pad == 0 ? x : alongWidth ? g.PadReflect(scope, x, 0, pad, 0, pad) : g.PadReflect(scope, x, pad, 0, pad, 0);
             var weight = g.Initializer(OnnxEmitContext.Child(scope, alongWidth ? "blur_row" : "blur_column"), k, alongWidth ? new long[] { 1, 1, 1, k.Length } : new long[] { 1, 1, k.Length, 1 });
             x = g.Conv(scope, padded, weight, null, new long[] { 1, 1 }, new long[] { 0, 0, 0, 0 }, 1);
@@ -89,6 +76,4 @@ internal sealed class MemoryBankModelEmitter : OnnxEmitter<MemoryBankModel>
 
         return x;
     }
-
-    private static float[] Values(TorchSharp.torch.Tensor t) => OnnxGraph.Values(t);
 }

@@ -63,18 +63,23 @@ internal static class BankFitter
                     cancellationToken.ThrowIfCancellationRequested();
                     var features = PatchFeatures.Rows(model.Embed(batch.Images.to(device)));
                     int b = batch.Paths.Count;
-                    var picks = new long[b * share];
-                    for (int j = 0; j < b; j++)
+                    if (share < perSample)
                     {
-                        var chosen = share == perSample ? arange(perSample, dtype: ScalarType.Int64, device: CPU) : randperm(perSample, generator: generator, device: CPU).narrow(0, 0, share);
-                        var local = chosen.data<long>().ToArray();
-                        for (int k = 0; k < share; k++)
+                        // An even share of each sample's patches, drawn without replacement.
+                        var picks = new long[b * share];
+                        for (int j = 0; j < b; j++)
                         {
-                            picks[(j * share) + k] = ((long)j * perSample) + local[k];
+                            var local = randperm(perSample, generator: generator, device: CPU).narrow(0, 0, share).data<long>().ToArray();
+                            for (int k = 0; k < share; k++)
+                            {
+                                picks[(j * share) + k] = ((long)j * perSample) + local[k];
+                            }
                         }
+
+                        features = features.index_select(0, tensor(picks, device: features.device));
                     }
 
-                    rows.Add(features.index_select(0, tensor(picks, device: features.device)).MoveToOuterDisposeScope());
+                    rows.Add(features.MoveToOuterDisposeScope());
                     done += b;
                     progress?.Report(("features", done, n));
                 }

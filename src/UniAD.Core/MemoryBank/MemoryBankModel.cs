@@ -127,8 +127,7 @@ public sealed class MemoryBankModel : nn.Module<Tensor, Tensor>, IAnomalyModel
             SetBankDevice(features.device);
         }
 
-        var rows = PatchFeatures.Rows(features);
-        var scores = NearestNeighbour.Distances(rows, bank).reshape(features.shape[0], features.shape[2], features.shape[3]);
+        var scores = PatchMemoryBank.PatchScores(features, bank);
         return PatchMemoryBank.Maps(scores, InputSize.Height, InputSize.Width, Options.Sigma).MoveToOuterDisposeScope();
     }
 

@@ -55,12 +55,16 @@ public sealed class PatchMemoryBank : IDisposable
     }
 
     /// <summary>Patch scores of B x D x H x W features: B x H x W distances to the nearest bank patch.</summary>
-    public Tensor PatchScores(Tensor features)
+    public Tensor PatchScores(Tensor features) => PatchScores(features, Bank);
+
+    /// <summary>Patch scores of B x D x H x W features against <paramref name="bank"/> (K x D): B x H x W distances to the nearest bank patch, on the bank's device.</summary>
+    public static Tensor PatchScores(Tensor features, Tensor bank)
     {
         ArgumentNullException.ThrowIfNull(features);
+        ArgumentNullException.ThrowIfNull(bank);
         using var scope = NewDisposeScope();
-        var rows = PatchFeatures.Rows(features).to(Bank.device);
-        var distances = NearestNeighbour.Distances(rows, Bank);
+        var rows = PatchFeatures.Rows(features).to(bank.device);
+        var distances = NearestNeighbour.Distances(rows, bank);
         return distances.reshape(features.shape[0], features.shape[2], features.shape[3]).MoveToOuterDisposeScope();
     }
 
@@ -87,28 +91,39 @@ public sealed class PatchMemoryBank : IDisposable
         }
 
         using var scope = NewDisposeScope();
-        int radius = (int)Math.Floor((4 * sigma) + 0.5);
-        var weights = Enumerable.Range(-radius, (2 * radius) + 1).Select(i => (float)Math.Exp(-(i * (double)i) / (2 * sigma * sigma))).ToArray();
-        float total = weights.Sum();
-        var kernel = tensor(weights.Select(w => w / total).ToArray(), device: maps.device).to(maps.dtype);
         var x = maps;
-        foreach (var (axis, shape) in new[] { (3, new long[] { 1, 1, 1, (2 * radius) + 1 }), (2, new long[] { 1, 1, (2 * radius) + 1, 1 }) })
+        foreach (int axis in new[] { 3, 2 })
         {
-            long size = x.shape[axis];
-            long pad = Math.Min(radius, size - 1);
+            var weights = GaussianKernel(sigma, x.shape[axis]);
+            long pad = weights.Length / 2;
             var padded = pad == 0 ? x : F.pad(x, axis == 3 ? new long[] { pad, pad, 0, 0 } : new long[] { 0, 0, pad, pad }, TorchSharp.PaddingModes.Reflect);
-            var k = kernel.reshape(shape);
-            if (pad < radius)
-            {
-                // A map narrower than the kernel: use the kernel's middle part, renormalised.
-                k = kernel.narrow(0, radius - pad, (2 * pad) + 1);
-                k = (k / k.sum()).reshape(axis == 3 ? new long[] { 1, 1, 1, (2 * pad) + 1 } : new long[] { 1, 1, (2 * pad) + 1, 1 });
-            }
-
+            var k = tensor(weights, axis == 3 ? new long[] { 1, 1, 1, weights.Length } : new long[] { 1, 1, weights.Length, 1 }, device: maps.device).to(maps.dtype);
             x = F.conv2d(padded, k);
         }
 
         return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The 1-D kernel of <see cref="GaussianBlur"/> along an axis of <paramref name="size"/> values (the TorchSharp model and
+    /// its ONNX emitter both use it): radius ⌊4σ + 0.5⌋, normalised to sum 1; on an axis shorter than the kernel, its middle
+    /// part (radius size − 1, the most reflection padding allows), renormalised.
+    /// </summary>
+    internal static float[] GaussianKernel(double sigma, long size)
+    {
+        int radius = (int)Math.Floor((4 * sigma) + 0.5);
+        var weights = Enumerable.Range(-radius, (2 * radius) + 1).Select(i => (float)Math.Exp(-(i * (double)i) / (2 * sigma * sigma))).ToArray();
+        float total = weights.Sum();
+        var kernel = weights.Select(w => w / total).ToArray();
+        int pad = (int)Math.Min(radius, size - 1);
+        if (pad == radius)
+        {
+            return kernel;
+        }
+
+        var middle = kernel.Skip(radius - pad).Take((2 * pad) + 1).ToArray();
+        float sum = middle.Sum();
+        return middle.Select(v => v / sum).ToArray();
     }
 
     /// <inheritdoc />
