@@ -101,10 +101,10 @@ public sealed class ScorerParityTests(SyntheticData data, ITestOutputHelper outp
         await Assert.ThrowsAsync<FileNotFoundException>(() => scorer.ScoreAsync(missing));
         using var cancelled = new CancellationTokenSource();
         cancelled.Cancel();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => scorer.ScoreAsync(paths[0], cancelled.Token));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => scorer.ScoreAsync(paths[0], cancellationToken: cancelled.Token));
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
         {
-            await foreach (var _ in scorer.ScoreManyAsync(paths, 2, cancelled.Token))
+            await foreach (var _ in scorer.ScoreManyAsync(paths, 2, cancellationToken: cancelled.Token))
             {
             }
         });

@@ -16,7 +16,7 @@ namespace UniAD.Core.Detection;
 /// reference maps needs the images' class (<see cref="ArgumentException"/> when it is missing or unknown); a model that
 /// produces a non-finite map is an <see cref="InvalidDataException"/>.
 /// </remarks>
-public abstract class ImageScorer
+public abstract class ImageScorer : IImageScorer
 {
     /// <summary>Only the library's runtimes derive from this class.</summary>
     private protected ImageScorer()
@@ -67,7 +67,7 @@ public abstract class ImageScorer
         return ScoreDecoded(new[] { (ImageDecoder.Decode(imagePath, MaxImagePixels), (string?)imagePath) }, className)[0];
     }
 
-    /// <summary>Scores an encoded image (PNG, JPEG, BMP) read from a stream (synchronously; <see cref="ScoreAsync(Stream, string?, CancellationToken, string?)"/> reads asynchronously).</summary>
+    /// <summary>Scores an encoded image (PNG, JPEG, BMP) read from a stream (synchronously; <see cref="ScoreAsync(Stream, string?, string?, CancellationToken)"/> reads asynchronously).</summary>
     /// <exception cref="ImageFileException">The data is not a decodable image.</exception>
     /// <param name="stream">The encoded image.</param>
     /// <param name="name">A name for messages and the result's source.</param>
@@ -138,10 +138,10 @@ public abstract class ImageScorer
     /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large (the first such file in input order, not wrapped).</exception>
     /// <param name="imagePaths">The files.</param>
     /// <param name="batchSize">Images per forward pass.</param>
-    /// <param name="cancellationToken">Cancels between batches.</param>
     /// <param name="className">The images' class: needed when the model has per-class reference maps.</param>
-    public IReadOnlyList<AnomalyResult> ScoreBatch(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null) =>
-        ScoreStream(imagePaths, batchSize, cancellationToken, className).ToList();
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    public IReadOnlyList<AnomalyResult> ScoreBatch(IEnumerable<string> imagePaths, int batchSize = 8, string? className = null, CancellationToken cancellationToken = default) =>
+        ScoreStream(imagePaths, batchSize, className, cancellationToken).ToList();
 
     /// <summary>
     /// Scores image files lazily, <paramref name="batchSize"/> at a time, yielding each result as its batch completes.
@@ -154,9 +154,9 @@ public abstract class ImageScorer
     /// <exception cref="ImageFileException">A file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
     /// <param name="imagePaths">The files.</param>
     /// <param name="batchSize">Images per forward pass.</param>
-    /// <param name="cancellationToken">Cancels between batches.</param>
     /// <param name="className">The images' class: needed when the model has per-class reference maps.</param>
-    public IEnumerable<AnomalyResult> ScoreStream(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null)
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    public IEnumerable<AnomalyResult> ScoreStream(IEnumerable<string> imagePaths, int batchSize = 8, string? className = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(imagePaths);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
@@ -171,9 +171,9 @@ public abstract class ImageScorer
     /// <exception cref="ImageFileException">The file is empty, corrupt, truncated, of an unsupported format or too large.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     /// <param name="imagePath">The file.</param>
-    /// <param name="cancellationToken">Cancels the read, and before decoding and before the network runs.</param>
     /// <param name="className">The image's class: needed when the model has per-class reference maps.</param>
-    public async Task<AnomalyResult> ScoreAsync(string imagePath, CancellationToken cancellationToken = default, string? className = null)
+    /// <param name="cancellationToken">Cancels the read, and before decoding and before the network runs.</param>
+    public async Task<AnomalyResult> ScoreAsync(string imagePath, string? className = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(imagePath);
         var bytes = await ScoringSteps.ReadFileAsync(imagePath, cancellationToken).ConfigureAwait(false);
@@ -185,9 +185,9 @@ public abstract class ImageScorer
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     /// <param name="stream">The encoded image.</param>
     /// <param name="name">A name for messages and the result's source.</param>
-    /// <param name="cancellationToken">Cancels the copy, and before decoding and before the network runs.</param>
     /// <param name="className">The image's class: needed when the model has per-class reference maps.</param>
-    public async Task<AnomalyResult> ScoreAsync(Stream stream, string? name = null, CancellationToken cancellationToken = default, string? className = null)
+    /// <param name="cancellationToken">Cancels the copy, and before decoding and before the network runs.</param>
+    public async Task<AnomalyResult> ScoreAsync(Stream stream, string? name = null, string? className = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
         var bytes = await ScoringSteps.CopyAsync(stream, cancellationToken).ConfigureAwait(false);
@@ -199,9 +199,9 @@ public abstract class ImageScorer
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     /// <param name="encoded">The file's bytes.</param>
     /// <param name="name">A name for messages and the result's source.</param>
-    /// <param name="cancellationToken">Cancels before decoding and before the network runs.</param>
     /// <param name="className">The image's class: needed when the model has per-class reference maps.</param>
-    public Task<AnomalyResult> ScoreAsync(byte[] encoded, string? name = null, CancellationToken cancellationToken = default, string? className = null)
+    /// <param name="cancellationToken">Cancels before decoding and before the network runs.</param>
+    public Task<AnomalyResult> ScoreAsync(byte[] encoded, string? name = null, string? className = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(encoded);
         return ScoreEncodedAsync(encoded, name ?? "bytes", name, className, cancellationToken);
@@ -211,9 +211,9 @@ public abstract class ImageScorer
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     /// <param name="bitmap">The image (copied before the call returns).</param>
     /// <param name="name">A name for the result's source.</param>
-    /// <param name="cancellationToken">Cancels before the network runs.</param>
     /// <param name="className">The image's class: needed when the model has per-class reference maps.</param>
-    public Task<AnomalyResult> ScoreAsync(SKBitmap bitmap, string? name = null, CancellationToken cancellationToken = default, string? className = null)
+    /// <param name="cancellationToken">Cancels before the network runs.</param>
+    public Task<AnomalyResult> ScoreAsync(SKBitmap bitmap, string? name = null, string? className = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(bitmap);
         var image = ScoringSteps.ToRgb(bitmap); // copied now: the caller may dispose the bitmap once the task is started
@@ -237,9 +237,9 @@ public abstract class ImageScorer
     /// <exception cref="OperationCanceledException">The token was cancelled (between batches or files).</exception>
     /// <param name="imagePaths">The files.</param>
     /// <param name="batchSize">Images per forward pass.</param>
-    /// <param name="cancellationToken">Cancels between files and batches.</param>
     /// <param name="className">The images' class: needed when the model has per-class reference maps.</param>
-    public IAsyncEnumerable<AnomalyResult> ScoreManyAsync(IEnumerable<string> imagePaths, int batchSize = 8, CancellationToken cancellationToken = default, string? className = null)
+    /// <param name="cancellationToken">Cancels between files and batches.</param>
+    public IAsyncEnumerable<AnomalyResult> ScoreManyAsync(IEnumerable<string> imagePaths, int batchSize = 8, string? className = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(imagePaths);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);

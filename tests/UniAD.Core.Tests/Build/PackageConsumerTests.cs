@@ -93,6 +93,34 @@ public sealed class PackageConsumerTests : IClassFixture<PackedUniADCore>
         Assert.DoesNotContain("cuda", nuspec.ToString(), StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>
+    /// samples/UniAD.ConsumerTests, a consumer's xUnit project that references the PACKAGES (here the throw-away version
+    /// just packed), runs green: its faked IImageScorer tests and its tests on TestDetectors.Tiny.
+    /// </summary>
+    [Fact]
+    public void TheConsumerTestsSample_PassesAgainstThePackedPackages()
+    {
+        string sample = Path.Combine(_package.RepositoryRoot, "samples", "UniAD.ConsumerTests");
+        var run = DotnetCli.Run(
+            sample,
+            PackedUniADCore.ProcessTimeout,
+            "test", Path.Combine(sample, "UniAD.ConsumerTests.csproj"),
+            "-c", "Release",
+            $"-p:UniADPackageVersion={_package.Version}",
+            $"-p:UniADPackageFeed={_package.PackageDirectory}",
+            "--artifacts-path", Path.Combine(_package.WorkDirectory, "consumer-tests"),
+            "--disable-build-servers",
+            "-nodeReuse:false");
+
+        // The inner run's own summary lines are renamed, so that CI's count of THIS suite never includes them.
+        string described = System.Text.RegularExpressions.Regex.Replace(run.Describe(), "(Passed|Failed)!", "$1 (consumer sample)");
+        Assert.True(run.ExitCode == 0, "The consumer's tests failed:" + Environment.NewLine + described);
+        var summary = System.Text.RegularExpressions.Regex.Match(run.StandardOutput, @"Passed!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)");
+        Assert.True(summary.Success, "No test summary:" + Environment.NewLine + described);
+        Assert.Equal(("0", "8", "0"), (summary.Groups[1].Value, summary.Groups[2].Value, summary.Groups[3].Value));
+        _output.WriteLine($"consumer sample: 8 passed in {run.Elapsed.TotalSeconds:F0} s");
+    }
+
     [Fact]
     public void ConsoleAppReferencingThePackage_BuildsWeakensAndRuns()
     {

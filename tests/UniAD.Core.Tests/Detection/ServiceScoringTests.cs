@@ -52,8 +52,8 @@ public sealed class ServiceScoringTests(SyntheticData data) : IClassFixture<Synt
         using var cancelled = new CancellationTokenSource();
         await cancelled.CancelAsync();
         var path = data.Test.Samples[0].ImagePath;
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => detector.ScoreAsync(path, cancelled.Token));
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => detector.ScoreAsync(File.ReadAllBytes(path), null, cancelled.Token));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => detector.ScoreAsync(path, cancellationToken: cancelled.Token));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => detector.ScoreAsync(File.ReadAllBytes(path), cancellationToken: cancelled.Token));
 
         // Cancelled after the first batch: that batch's results came, the rest did not.
         using var midway = new CancellationTokenSource();
@@ -61,7 +61,7 @@ public sealed class ServiceScoringTests(SyntheticData data) : IClassFixture<Synt
         var paths = data.Test.Samples.Select(s => s.ImagePath).ToList();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
         {
-            await foreach (var r in detector.ScoreManyAsync(paths, batchSize: 2, midway.Token))
+            await foreach (var r in detector.ScoreManyAsync(paths, batchSize: 2, cancellationToken: midway.Token))
             {
                 seen.Add(r);
                 await midway.CancelAsync();
