@@ -23,6 +23,7 @@ using UniAD.Core.Metrics;
 /// (<see cref="AnomalyDetector.SelectScoreWindow"/>: a validation half with defects, as a user with a labelled
 /// validation set would) and the other half, which took no part in the choice, is scored with it and with the preset's
 /// window; then the halves swap roles, and the mean of the two held-out figures is printed. [--load FILE] skips training and evaluates a detector saved by --save.
+/// [--map-sigma S] (UniAD's map smoothing, sigma in pixels; with --load, applied to a copy of the loaded file)
 /// [--objective mse|cosine] (UniAD's training objective, default the paper's MSE; cosine: the global cosine with hard-point
 /// mining and the cosine-distance map, issue 28) [--lr X] (the peak learning rate instead of the recipe's).
 /// [--family uniad|memory-bank|both] (default both): the memory-bank family (<see cref="MemoryBankBenchmarks"/>) runs first on
@@ -141,9 +142,23 @@ internal static class RealBenchmarks
                 }
             }
 
+            double? mapSigma = text("--map-sigma") is { } sigmaText
+                ? double.TryParse(sigmaText, NumberStyles.Float, Invariant, out double sg) && sg >= 0 && double.IsFinite(sg) ? sg : throw new ArgumentException($"--map-sigma needs 0 or a positive number of pixels, got '{sigmaText}'.")
+                : null;
             if (text("--load") is { } loadPath)
             {
+                if (mapSigma is { } loadSigma)
+                {
+                    loadPath = WithMapSigma(loadPath, loadSigma);
+                }
+
                 using var loaded = AnomalyDetector.Load(loadPath);
+                if (text("--reference-maps") == "off")
+                {
+                    loaded.ClearReferenceMaps();
+                }
+
+                Console.WriteLine(string.Create(Invariant, $"map smoothing sigma {loaded.Options.Reconstruction.MapSmoothingSigma}"));
                 Console.WriteLine($"loaded {loadPath}: {loaded.EpochsTrained} epochs, reference maps {(loaded.ReferenceMaps is null ? "none" : "fitted")}, window {loaded.Options.ScorePoolHeight ?? loaded.Options.ScorePoolSize} x {loaded.Options.ScorePoolSize}");
                 var loadedKey = MetricKeys.ImageAuroc(loaded.Options.ScoreKind);
                 var loadedReport = loaded.Evaluate(test);
@@ -187,8 +202,14 @@ internal static class RealBenchmarks
                 builder.WithReconstruction(o => o with { Objective = UniAD.Core.Reconstruction.ReconstructionObjective.GlobalCosine });
             }
 
+            if (mapSigma is { } trainSigma)
+            {
+                builder.WithReconstruction(o => o with { MapSmoothingSigma = trainSigma });
+            }
+
             using var logging = new ConsoleLoggerFactory();
             using var detector = builder.WithSeed(seed).WithLogging(logging).Build();
+            Console.WriteLine(string.Create(Invariant, $"map smoothing sigma {detector.Options.Reconstruction.MapSmoothingSigma}"));
             var r = detector.Options.Reconstruction;
             var training = (recipe == "cpu" ? TrainingPreset.CpuBudget(budget) : TrainingPreset.Paper() with { TimeBudget = budget }) with
             {
@@ -308,6 +329,29 @@ internal static class RealBenchmarks
         finally
         {
             Directory.Delete(temp, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// A copy of the saved UniAD detector at <paramref name="path"/> whose stored options smooth the map with
+    /// <paramref name="sigma"/> (the weights do not depend on the smoothing), in the temp folder.
+    /// </summary>
+    private static string WithMapSigma(string path, double sigma)
+    {
+        var (tensors, metadata) = UniAD.Core.Weights.SafetensorsFile.Read(path);
+        using (tensors)
+        {
+            var info = System.Text.Json.Nodes.JsonNode.Parse(metadata["uniad.info"])!.AsObject();
+            var options = info.First(p => string.Equals(p.Key, "Options", StringComparison.OrdinalIgnoreCase)).Value!.AsObject();
+            var reconstruction = options.First(p => string.Equals(p.Key, "Reconstruction", StringComparison.OrdinalIgnoreCase)).Value!.AsObject();
+            string key = reconstruction.Select(p => p.Key).FirstOrDefault(k => string.Equals(k, "MapSmoothingSigma", StringComparison.OrdinalIgnoreCase)) ?? "MapSmoothingSigma";
+            reconstruction[key] = sigma;
+            var updated = metadata.ToDictionary(p => p.Key, p => p.Value);
+            updated["uniad.info"] = info.ToJsonString();
+            string copy = Path.Combine(Path.GetTempPath(), $"{Path.GetFileNameWithoutExtension(path)}-sigma{sigma.ToString(Invariant)}.safetensors");
+            UniAD.Core.Weights.SafetensorsFile.Write(copy, tensors, updated);
+            Console.WriteLine($"{copy}: {path} with map smoothing sigma {sigma.ToString(Invariant)}");
+            return copy;
         }
     }
 

@@ -28,7 +28,7 @@ public static class DemoModel
     /// Generates the data, trains, calibrates and saves the demo detector under <paramref name="folder"/>; returns the model
     /// file: the checkpoint, or with <paramref name="onnx"/> the calibrated model exported to ONNX (both need libtorch).
     /// </summary>
-    public static string Create(string folder, ILogger logger, CancellationToken cancellationToken = default, bool onnx = false)
+    public static string Create(string folder, ILogger logger, bool onnx = false, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(logger);
         Directory.CreateDirectory(folder);

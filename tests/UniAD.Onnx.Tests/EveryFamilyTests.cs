@@ -50,7 +50,7 @@ public sealed class EveryFamilyTests(SyntheticData data, ITestOutputHelper outpu
         Assert.All(raw, r => Assert.True(double.IsFinite(r.Score), $"{family}: score {r.Score} of {r.Source}"));
         Assert.All(raw, r => Assert.Null(r.IsAnomalous)); // no verdict before calibration
 
-        var calibration = detector.CalibrateOnValidation(data.Train, falseAlarmRate: 0.1, minimumNormalImages: 5);
+        var calibration = detector.CalibrateOnValidation(data.Train, new CalibrationOptions { FalseAlarmRate = 0.1, MinimumNormalImages = 5 });
         Assert.True(double.IsFinite(calibration.ImageThreshold) && calibration.ImageThreshold > 0, $"{family}: threshold {calibration.ImageThreshold}");
         var scored = detector.ScoreBatch(files);
         Assert.All(scored, r => Assert.NotNull(r.IsAnomalous));

@@ -30,7 +30,7 @@ public sealed class MemoryBankScorerTests(SyntheticData data, ITestOutputHelper 
     {
         using var detector = Builder().Build();
         detector.Train(data.Train);
-        var calibration = detector.CalibrateOnValidation(data.Train, falseAlarmRate: 0.1, minimumNormalImages: 5);
+        var calibration = detector.CalibrateOnValidation(data.Train, new CalibrationOptions { FalseAlarmRate = 0.1, MinimumNormalImages = 5 });
         using var scorer = ScorerParity.ExportAndLoad(detector, root, "bank.onnx");
         Assert.Equal(ModelFamilies.MemoryBank, scorer.Info.Family);
         Assert.Equal(calibration.ImageThreshold, scorer.Calibration!.ImageThreshold);

@@ -141,7 +141,7 @@ public static class SyntheticDefects
     /// <exception cref="IOException">The root exists and is not empty.</exception>
     /// <exception cref="ArgumentException">An option is impossible.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled (files written so far stay).</exception>
-    public static SyntheticDataset Generate(string root, SyntheticDatasetOptions? options = null, IProgress<DataProgress>? progress = null, CancellationToken cancellationToken = default, ILogger? logger = null)
+    public static SyntheticDataset Generate(string root, SyntheticDatasetOptions? options = null, IProgress<DataProgress>? progress = null, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(root);
         options ??= new SyntheticDatasetOptions();

@@ -242,11 +242,24 @@ public sealed class AnomalyDetector : ImageScorer, IDisposable
     /// <exception cref="InvalidDataException">The validation split has no normal image.</exception>
     /// <param name="validation">The validation split (never the test split).</param>
     /// <param name="falseAlarmRate">The false-alarm rate of the normal-only rule.</param>
-    /// <param name="batchSize">Batch size of the scoring passes.</param>
-    /// <param name="minimumNormalImages">For the normal-only rule: fewest normal images accepted (<see cref="CalibrationOptions.MinimumNormalImages"/>).</param>
     /// <param name="cancellationToken">Cancels between batches.</param>
-    public Calibration CalibrateOnValidation(IImageSource validation, double falseAlarmRate = 0.01, int batchSize = 8, int minimumNormalImages = CalibrationOptions.DefaultMinimumNormalImages, CancellationToken cancellationToken = default) =>
-        DetectorCalibration.OnValidation(this, validation, falseAlarmRate, batchSize, minimumNormalImages, cancellationToken);
+    /// <returns>The calibration, also stored in the detector.</returns>
+    public Calibration CalibrateOnValidation(IImageSource validation, double falseAlarmRate = 0.01, CancellationToken cancellationToken = default) =>
+        DetectorCalibration.OnValidation(this, validation, new CalibrationOptions { FalseAlarmRate = falseAlarmRate }, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="CalibrateOnValidation(IImageSource, double, CancellationToken)"/>, with every setting of
+    /// <paramref name="options"/> (the false-alarm rate, the batch size, the fewest normal images accepted) except the
+    /// method, which the validation split decides: F1-max with anomalous images, the false-alarm rate without.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The rate is not in (0, 1).</exception>
+    /// <exception cref="InvalidDataException">The validation split has no normal image, or (normal-only rule) fewer than <see cref="CalibrationOptions.MinimumNormalImages"/>.</exception>
+    /// <param name="validation">The validation split (never the test split).</param>
+    /// <param name="options">The settings; <see cref="CalibrationOptions.Method"/> is ignored.</param>
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    /// <returns>The calibration, also stored in the detector.</returns>
+    public Calibration CalibrateOnValidation(IImageSource validation, CalibrationOptions options, CancellationToken cancellationToken = default) =>
+        DetectorCalibration.OnValidation(this, validation, options, cancellationToken);
 
     /// <summary>
     /// The mean reconstruction loss (feature MSE, the training loss, in eval mode: no jitter, no dropout) over

@@ -129,10 +129,11 @@ internal static class DetectorCalibration
         return calibration;
     }
 
-    /// <summary>The body of <see cref="AnomalyDetector.CalibrateOnValidation"/>: F1-max with anomalous images, else the false-alarm quantile.</summary>
-    public static Calibration OnValidation(AnomalyDetector detector, IImageSource validation, double falseAlarmRate, int batchSize, int minimumNormalImages, CancellationToken cancellationToken)
+    /// <summary>The body of <see cref="AnomalyDetector.CalibrateOnValidation(IImageSource, CalibrationOptions, CancellationToken)"/>: F1-max with anomalous images, else the false-alarm quantile.</summary>
+    public static Calibration OnValidation(AnomalyDetector detector, IImageSource validation, CalibrationOptions options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(validation);
+        ArgumentNullException.ThrowIfNull(options);
         bool anomalous = validation.Samples.Any(s => s.IsAnomalous), normal = validation.Samples.Any(s => !s.IsAnomalous);
         if (!normal)
         {
@@ -140,7 +141,7 @@ internal static class DetectorCalibration
         }
 
         var method = anomalous ? CalibrationMethod.F1Max : CalibrationMethod.FalseAlarmRate;
-        return detector.Calibrate(validation, new CalibrationOptions { Method = method, FalseAlarmRate = falseAlarmRate, BatchSize = batchSize, MinimumNormalImages = minimumNormalImages }, cancellationToken);
+        return detector.Calibrate(validation, options with { Method = method }, cancellationToken);
     }
 
     /// <summary>The body of <see cref="AnomalyDetector.SetThresholds"/>: manual thresholds keeping the old normalisation, set under the detector's lock.</summary>

@@ -57,23 +57,6 @@ internal sealed class MemoryBankModelEmitter : OnnxEmitter<MemoryBankModel>
         string mapScope = OnnxEmitContext.Child(scope, "map");
         var input = context.InputSize;
         var map = g.ResizeBilinearHalfPixel(mapScope, scores, input.Height, input.Width);
-        return new[] { module.Options.Sigma > 0 ? Blur(g, mapScope, map, module.Options.Sigma) : map };
-    }
-
-    /// <summary>The separable Gaussian of <see cref="PatchMemoryBank.GaussianBlur"/>: per axis its kernel (<see cref="PatchMemoryBank.GaussianKernel"/>), reflection padding of the kernel's radius, a 1-D convolution.</summary>
-    private static string Blur(OnnxGraph g, string scope, string map, double sigma)
-    {
-        var x = map;
-        foreach (bool alongWidth in new[] { true, false })
-        {
-            var s = g.Shape(x);
-            var k = PatchMemoryBank.GaussianKernel(sigma, alongWidth ? s[3] : s[2]);
-            int pad = k.Length / 2;
-            var padded = pad == 0 ? x : alongWidth ? g.PadReflect(scope, x, 0, pad, 0, pad) : g.PadReflect(scope, x, pad, 0, pad, 0);
-            var weight = g.Initializer(OnnxEmitContext.Child(scope, alongWidth ? "blur_row" : "blur_column"), k, alongWidth ? new long[] { 1, 1, 1, k.Length } : new long[] { 1, 1, k.Length, 1 });
-            x = g.Conv(scope, padded, weight, null, new long[] { 1, 1 }, new long[] { 0, 0, 0, 0 }, 1);
-        }
-
-        return x;
+        return new[] { module.Options.Sigma > 0 ? MapSmoothingEmitter.Emit(g, mapScope, map, module.Options.Sigma) : map };
     }
 }

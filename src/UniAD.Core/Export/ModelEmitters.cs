@@ -16,7 +16,9 @@ internal sealed class UniADModelEmitter : OnnxEmitter<UniADModel>
         var features = context.Emit(module.Backbone, OnnxEmitContext.Child(scope, "backbone"), inputs[0]);
         var align = context.Emit(module.Neck, OnnxEmitContext.Child(scope, "neck"), features.ToArray())[0];
         var reconstruction = context.Emit(module.Reconstruction, OnnxEmitContext.Child(scope, "reconstruction"), align);
-        return new[] { align, reconstruction[0], reconstruction[1] };
+        double sigma = module.Reconstruction.Options.MapSmoothingSigma;
+        var map = sigma > 0 ? MapSmoothingEmitter.Emit(context.Graph, OnnxEmitContext.Child(scope, "map"), reconstruction[1], sigma) : reconstruction[1];
+        return new[] { align, reconstruction[0], map };
     }
 }
 
@@ -145,4 +147,28 @@ internal static class OnnxEmitters
         new LinearEmitter(),
         new LayerNormEmitter(),
     };
+}
+
+/// <summary>
+/// The separable Gaussian of <see cref="Models.MapSmoothing.GaussianBlur"/> (both families): per axis its kernel
+/// (<see cref="Models.MapSmoothing.GaussianKernel"/>), reflection padding of the kernel's radius, a 1-D convolution.
+/// </summary>
+internal static class MapSmoothingEmitter
+{
+    /// <summary>Emits the blur of B x 1 x H x W <paramref name="map"/>.</summary>
+    public static string Emit(OnnxGraph g, string scope, string map, double sigma)
+    {
+        var x = map;
+        foreach (bool alongWidth in new[] { true, false })
+        {
+            var s = g.Shape(x);
+            var k = Models.MapSmoothing.GaussianKernel(sigma, alongWidth ? s[3] : s[2]);
+            int pad = k.Length / 2;
+            var padded = pad == 0 ? x : alongWidth ? g.PadReflect(scope, x, 0, pad, 0, pad) : g.PadReflect(scope, x, pad, 0, pad, 0);
+            var weight = g.Initializer(OnnxEmitContext.Child(scope, alongWidth ? "blur_row" : "blur_column"), k, alongWidth ? new long[] { 1, 1, 1, k.Length } : new long[] { 1, 1, k.Length, 1 });
+            x = g.Conv(scope, padded, weight, null, new long[] { 1, 1 }, new long[] { 0, 0, 0, 0 }, 1);
+        }
+
+        return x;
+    }
 }

@@ -117,14 +117,19 @@ public sealed class UniADModel : Module<Tensor, UniADOutput>, IAnomalyModel
     /// <inheritdoc />
     nn.Module IAnomalyModel.Module => this;
 
-    /// <summary>UniAD's anomaly maps (<see cref="UniADOutput.Pred"/> without its channel): B x H x W at the input size.</summary>
+    /// <summary>
+    /// UniAD's anomaly maps (<see cref="UniADOutput.Pred"/> without its channel): B x H x W at the input size, smoothed by
+    /// <see cref="MapSmoothing.GaussianBlur"/> when <see cref="ReconstructionOptions.MapSmoothingSigma"/> is set.
+    /// </summary>
     /// <exception cref="ArgumentException">The images do not have the input size.</exception>
     public Tensor Maps(Tensor images)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         using var output = forward(images);
-        return output.Pred.squeeze(1).MoveToOuterDisposeScope();
+        double sigma = reconstruction.Options.MapSmoothingSigma;
+        var map = sigma > 0 ? MapSmoothing.GaussianBlur(output.Pred, sigma) : output.Pred;
+        return map.squeeze(1).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />

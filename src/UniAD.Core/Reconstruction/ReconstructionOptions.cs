@@ -99,6 +99,13 @@ public sealed record ReconstructionOptions
     public HardMiningOptions HardMining { get; init; } = new();
 
     /// <summary>
+    /// Gaussian smoothing of the anomaly map, sigma in pixels of the input grid: 0 (the default and the paper's) for none;
+    /// 4 is the value of the faster-converging recipes (FAST_OBJECTIVE.md) and of the memory bank. It changes the maps the
+    /// detector scores, calibrates and evaluates on, and the exported graph; never training.
+    /// </summary>
+    public double MapSmoothingSigma { get; init; }
+
+    /// <summary>
     /// Most tokens (feature-map positions) a network may have: 64 x 64. Attention and the neighbor mask grow with
     /// its square (4096 tokens: a 16 M-entry mask); larger parts are tiled (<see cref="Tiling.TilingOptions"/>).
     /// </summary>
@@ -143,6 +150,10 @@ public sealed record ReconstructionOptions
         }
 
         HardMining.Validate();
+        if (!(MapSmoothingSigma >= 0 && double.IsFinite(MapSmoothingSigma)))
+        {
+            throw new ArgumentException($"{nameof(MapSmoothingSigma)} = {MapSmoothingSigma.ToString(System.Globalization.CultureInfo.InvariantCulture)} must be 0 (no smoothing) or a positive number of pixels.", nameof(MapSmoothingSigma));
+        }
         if (!Enum.IsDefined(Activation))
         {
             throw new ArgumentException($"{nameof(Activation)} = {Activation} is not a known activation.", nameof(Activation));

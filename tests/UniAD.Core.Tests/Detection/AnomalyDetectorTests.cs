@@ -302,7 +302,7 @@ public sealed class AnomalyDetectorTests(SyntheticData data) : IClassFixture<Syn
             Assert.Equal(result.BestValidationLoss!.Value, best.ValidationLoss(heldOut), 1e-6);
         }
 
-        var calibration = detector.CalibrateOnValidation(heldOut, falseAlarmRate: 0.01, minimumNormalImages: 2);
+        var calibration = detector.CalibrateOnValidation(heldOut, new CalibrationOptions { FalseAlarmRate = 0.01, MinimumNormalImages = 2 });
         Assert.Equal(CalibrationMethod.FalseAlarmRate, calibration.Method);
         Assert.Equal(2, calibration.Images);
         // R7 quantile at 0.99 of the two held-out scores: lo + 0.99 (hi - lo).

@@ -87,13 +87,13 @@ public sealed class MemoryBankTests
         using var scope = NewDisposeScope();
         var impulse = zeros(1, 1, 65, 65, device: CPU);
         impulse[0, 0, 32, 32] = tensor(1f);
-        var blurred = PatchMemoryBank.GaussianBlur(impulse, 4);
+        var blurred = UniAD.Core.Models.MapSmoothing.GaussianBlur(impulse, 4);
         Assert.Equal(1.0, blurred.sum().item<float>(), 1e-5);
         Assert.Equal(blurred[0, 0, 32, 28].item<float>(), blurred[0, 0, 32, 36].item<float>(), 1e-7);
         Assert.Equal(blurred[0, 0, 28, 32].item<float>(), blurred[0, 0, 32, 28].item<float>(), 1e-7);
         // The centre of a sigma-4 Gaussian: 1 / (2 pi sigma^2) = 0.00995 (the kernel's truncation at 4 sigma moves it a little).
         Assert.Equal(1 / (2 * Math.PI * 16), blurred[0, 0, 32, 32].item<float>(), 2e-4);
-        var small = PatchMemoryBank.GaussianBlur(ones(1, 1, 5, 5, device: CPU), 4); // narrower than the kernel: still averages
+        var small = UniAD.Core.Models.MapSmoothing.GaussianBlur(ones(1, 1, 5, 5, device: CPU), 4); // narrower than the kernel: still averages
         Assert.Equal(1f, small.mean().item<float>(), 1e-5);
     }
 }

@@ -91,8 +91,8 @@ public sealed class ReconstructionObjectiveTests(ITestOutputHelper output) : IDi
     public void A_cosine_detector_trains_saves_loads_and_exports_with_its_objective()
     {
         using var detector = UniAD.Core.Tests.Detection.SyntheticData.TinyBuilder()
-            .WithReconstruction(o => o with { Objective = ReconstructionObjective.GlobalCosine, HardMining = new HardMiningOptions { RampSteps = 4 } })
-            .WithImageScore(UniAD.Core.Metrics.ImageScoreKind.TopMean) // the later models' image score, in the graph as TopK + mean
+            .WithReconstruction(o => o with { Objective = ReconstructionObjective.GlobalCosine, HardMining = new HardMiningOptions { RampSteps = 4 }, MapSmoothingSigma = 4 })
+            .WithImageScore(UniAD.Core.Metrics.ImageScoreKind.TopMean) // the later models' image score (of a smoothed map), in the graph as TopK + mean
             .Build();
         var data = Path.Combine(root, "data");
         UniAD.Core.Data.SyntheticDefects.Generate(data, new UniAD.Core.Data.SyntheticDatasetOptions { Classes = new[] { UniAD.Core.Data.SyntheticClass.Stripes }, ImageSize = 64, TrainPerClass = 8, TestGoodPerClass = 2, TestPerDefect = 1, Seed = 3 });
@@ -103,14 +103,38 @@ public sealed class ReconstructionObjectiveTests(ITestOutputHelper output) : IDi
         using var loaded = AnomalyDetector.Load(path);
         Assert.Equal(ReconstructionObjective.GlobalCosine, loaded.Options.Reconstruction.Objective);
         Assert.Equal(4, loaded.Options.Reconstruction.HardMining.RampSteps);
+        Assert.Equal(4, loaded.Options.Reconstruction.MapSmoothingSigma);
 
         string onnx = Path.Combine(root, "cosine.onnx");
         loaded.ExportOnnx(onnx);
         using var session = OnnxParity.Session(onnx);
         using var images = OnnxParity.RandomImages(2, 64, 64, seed: 5);
-        var diff = OnnxParity.Compare(loaded, session, images, "global cosine objective, top-1 % mean score");
-        output.WriteLine($"cosine map and top-1 % mean score, TorchSharp against ONNX Runtime: {diff}");
-        Assert.Contains(ModelProtoNodes(onnx), op => op == "TopK");
+        var diff = OnnxParity.Compare(loaded, session, images, "global cosine objective, smoothed map, top-1 % mean score");
+        output.WriteLine($"cosine map smoothed (sigma 4) and top-1 % mean score, TorchSharp against ONNX Runtime: {diff}");
+        var nodes = ModelProtoNodes(onnx).ToList();
+        Assert.Contains(nodes, op => op == "TopK");
+        Assert.Contains(nodes, op => op == "Pad"); // the Gaussian's reflection padding
+    }
+
+    [Fact]
+    public void A_smoothed_map_is_the_Gaussian_of_the_plain_map_and_a_bad_sigma_is_refused()
+    {
+        // One seed, so both detectors hold the same weights; only the map's smoothing differs.
+        using var plain = UniAD.Core.Tests.Detection.SyntheticData.TinyBuilder().Build();
+        using var smoothed = UniAD.Core.Tests.Detection.SyntheticData.TinyBuilder().WithReconstruction(o => o with { MapSmoothingSigma = 2 }).Build();
+        using var images = OnnxParity.RandomImages(2, 64, 64, seed: 9);
+        using var raw = plain.UseAnomalyModel(m => m.Maps(images));
+        using var expected = UniAD.Core.Models.MapSmoothing.GaussianBlur(raw.unsqueeze(1), 2).squeeze(1);
+        using var actual = smoothed.UseAnomalyModel(m => m.Maps(images));
+        Assert.Equal(raw.shape, actual.shape);
+        Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-6), "the smoothed detector's maps are not the Gaussian of the plain ones");
+        Assert.False(actual.allclose(raw, rtol: 1e-3, atol: 1e-4)); // and smoothing did change them
+
+        foreach (double bad in new[] { -1.0, double.NaN, double.PositiveInfinity })
+        {
+            var ex = Assert.Throws<ArgumentException>(() => UniAD.Core.Tests.Detection.SyntheticData.TinyBuilder().WithReconstruction(o => o with { MapSmoothingSigma = bad }).Build());
+            Assert.Contains("MapSmoothingSigma", ex.Message);
+        }
     }
 
     private static IEnumerable<string> ModelProtoNodes(string path) =>
