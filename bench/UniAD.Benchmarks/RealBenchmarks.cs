@@ -23,7 +23,7 @@ using UniAD.Core.Metrics;
 /// (<see cref="AnomalyDetector.SelectScoreWindow"/>: a validation half with defects, as a user with a labelled
 /// validation set would) and the other half, which took no part in the choice, is scored with it and with the preset's
 /// window; then the halves swap roles, and the mean of the two held-out figures is printed. [--load FILE] skips training and evaluates a detector saved by --save.
-/// [--map-sigma S] (UniAD's map smoothing, sigma in pixels; with --load, applied to a copy of the loaded file)
+/// [--score plainmax|pooledmax|topmean] (with --load: another image score on the loaded weights) [--map-sigma S] (UniAD's map smoothing, sigma in pixels; with --load, applied to a copy of the loaded file)
 /// [--objective mse|cosine] (UniAD's training objective, default the paper's MSE; cosine: the global cosine with hard-point
 /// mining and the cosine-distance map, issue 28) [--lr X] (the peak learning rate instead of the recipe's).
 /// [--family uniad|memory-bank|both] (default both): the memory-bank family (<see cref="MemoryBankBenchmarks"/>) runs first on
@@ -156,6 +156,13 @@ internal static class RealBenchmarks
                 if (text("--reference-maps") == "off")
                 {
                     loaded.ClearReferenceMaps();
+                }
+
+                if (text("--score") is { } scoreText)
+                {
+                    // Another image score on the loaded weights (the maps do not depend on it): plainmax, pooledmax or topmean.
+                    var kind = Enum.TryParse<ImageScoreKind>(scoreText, ignoreCase: true, out var k) && Enum.IsDefined(k) ? k : throw new ArgumentException($"--score needs plainmax, pooledmax or topmean, got '{scoreText}'.");
+                    loaded.SetImageScore(kind, loaded.Options.ScorePoolHeight ?? loaded.Options.ScorePoolSize, loaded.Options.ScorePoolSize);
                 }
 
                 Console.WriteLine(string.Create(Invariant, $"map smoothing sigma {loaded.Options.Reconstruction.MapSmoothingSigma}"));

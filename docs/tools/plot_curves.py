@@ -2,7 +2,8 @@
 """Plots the test curves that `bench --only real` prints (the "test-curve" table of each log) as one PNG.
 
 usage: plot_curves.py OUT.png TITLE LABEL=LOG [LABEL=LOG ...] [-- TITLE LABEL=LOG ...]
-Each group after "--" is another panel. Needs matplotlib (Debian: apt-get install python3-matplotlib).
+Each group after "--" is another panel. A TITLE that starts with "[epoch]" plots against epochs instead of minutes
+(for runs made on machines of different speed). Needs matplotlib (Debian: apt-get install python3-matplotlib).
 """
 import re
 import sys
@@ -41,15 +42,17 @@ def main(argv):
     groups.append(group)
     fig, axes = plt.subplots(1, len(groups), figsize=(6.4 * len(groups), 4.4), squeeze=False)
     for ax, (title, *series) in zip(axes[0], groups):
+        by_epoch = title.startswith("[epoch]")
+        title = title.removeprefix("[epoch]").strip()
         for i, item in enumerate(series):
             label, path = item.split("=", 1)
             rows = curve(path)
-            minutes = [r[1] for r in rows]
+            minutes = [r[0] if by_epoch else r[1] for r in rows]
             colour = f"C{i}"
             ax.plot(minutes, [r[2] for r in rows], "-o", color=colour, label=f"{label}: image AUROC")
             ax.plot(minutes, [r[3] for r in rows], "--s", color=colour, label=f"{label}: pixel AUROC")
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("minutes of training (2 CPU cores, feature extraction included)")
+        ax.set_xlabel("epoch" if by_epoch else "minutes of training (2 CPU cores, feature extraction included)")
         ax.set_ylabel("mean AUROC on the test curve's subset")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")

@@ -88,7 +88,7 @@ internal static class ScoringSteps
         cancellationToken.ThrowIfCancellationRequested();
         var images = new (RgbImage, string?)[paths.Count];
         var failures = new Exception?[paths.Count];
-        Parallel.For(0, paths.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
+        ParallelLoops.For(paths.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
         {
             try
             {

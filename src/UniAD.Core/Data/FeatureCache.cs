@@ -231,7 +231,7 @@ public sealed class FeatureCache
         {
             int n = Math.Min(batchSize, order.Length - start);
             var buffer = new float[n * length];
-            Parallel.For(0, n, parallel, k =>
+            ParallelLoops.For(n, parallel, k =>
             {
                 var key = keys[order[start + k]];
                 var target = buffer.AsSpan(k * length, length);
@@ -299,7 +299,7 @@ public sealed class FeatureCache
             }
 
             int length = batchShape.C * batchShape.H * batchShape.W;
-            Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = Parallelism }, k =>
+            ParallelLoops.For(n, new ParallelOptions { MaxDegreeOfParallelism = Parallelism }, k =>
             {
                 var key = keys[prepared.Indices[k]];
                 var one = values.AsSpan(k * length, length).ToArray();

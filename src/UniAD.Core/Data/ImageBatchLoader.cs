@@ -254,7 +254,7 @@ public sealed class ImageBatchLoader
                 consumed += take;
                 var errors = new Exception?[take];
                 var ok = new bool[take];
-                Parallel.For(0, take, parallel, k =>
+                ParallelLoops.For(take, parallel, k =>
                 {
                     int index = indices[k];
                     lock (badSamples)

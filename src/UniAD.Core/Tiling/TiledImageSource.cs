@@ -47,7 +47,7 @@ public sealed class TiledImageSource : IImageSource
         var bad = new BadInput(onBadInput, logger ?? NullLogger.Instance);
         var grids = new TileGrid?[images.Samples.Count];
         var errors = new Exception?[grids.Length];
-        Parallel.For(0, grids.Length, i =>
+        ParallelLoops.For(grids.Length, i =>
         {
             var sample = images.Samples[i];
             try
