@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using UniAD.Core;
 
 namespace UniAD.Onnx;
 
@@ -43,7 +44,7 @@ public static class OnnxExecutionProviders
         catch (Exception ex) when (IsMissingNativeLibrary(ex))
         {
             throw new PlatformNotSupportedException(
-                $"The native ONNX Runtime library could not be loaded ({Innermost(ex).Message}). UniAD.Onnx references the managed ONNX Runtime only: add the native package of your execution provider to the application ({PackageFor(OnnxExecutionProvider.Cpu)} for the CPU).",
+                $"The native ONNX Runtime library could not be loaded ({NativeLibraryErrors.Innermost(ex).Message}). UniAD.Onnx references the managed ONNX Runtime only: add the native package of your execution provider to the application ({PackageFor(OnnxExecutionProvider.Cpu)} for the CPU).",
                 ex);
         }
     }
@@ -84,24 +85,14 @@ public static class OnnxExecutionProviders
         catch (Exception ex) when (ex is OnnxRuntimeException || IsMissingNativeLibrary(ex))
         {
             throw new PlatformNotSupportedException(
-                $"The {provider} execution provider could not be started (device {options.DeviceId}): {Innermost(ex).Message}. It comes with the NuGet package {PackageFor(provider)}{Requirements(provider)}.",
+                $"The {provider} execution provider could not be started (device {options.DeviceId}): {NativeLibraryErrors.Innermost(ex).Message}. It comes with the NuGet package {PackageFor(provider)}{Requirements(provider)}.",
                 ex);
         }
     }
 
     /// <summary>A native library or one of its entry points is missing (possibly behind a type initializer).</summary>
     internal static bool IsMissingNativeLibrary(Exception ex) =>
-        Innermost(ex) is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException;
-
-    private static Exception Innermost(Exception ex)
-    {
-        while (ex is TypeInitializationException { InnerException: { } inner })
-        {
-            ex = inner;
-        }
-
-        return ex;
-    }
+        NativeLibraryErrors.Innermost(ex) is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException;
 
     private static string Requirements(OnnxExecutionProvider provider) => provider switch
     {

@@ -104,8 +104,6 @@ public static class ImageDecoder
     internal static string SkiaSharpVersion =>
         (System.Reflection.CustomAttributeExtensions.GetCustomAttribute<System.Reflection.AssemblyInformationalVersionAttribute>(typeof(SKData).Assembly)?.InformationalVersion ?? "?").Split('+')[0];
 
-    private static Exception Innermost(Exception e) => e.InnerException is { } inner ? Innermost(inner) : e;
-
     /// <summary>The first call into SkiaSharp's native library: a missing library gets a message naming the package to add.</summary>
     /// <exception cref="DllNotFoundException">libSkiaSharp is not in the application.</exception>
     private static SKData CreateData(byte[] encoded)
@@ -119,7 +117,7 @@ public static class ImageDecoder
             throw new DllNotFoundException(
                 "SkiaSharp's native library (libSkiaSharp) cannot be loaded, so images cannot be decoded. " + (OperatingSystem.IsLinux()
                     ? $"On Linux the application references it, at the version of SkiaSharp it uses ({SkiaSharpVersion}): <PackageReference Include=\"SkiaSharp.NativeAssets.Linux.NoDependencies\" Version=\"{SkiaSharpVersion}\" /> (or SkiaSharp.NativeAssets.Linux, which needs fontconfig)."
-                    : $"Reference the SkiaSharp native assets package for this platform at SkiaSharp's version ({SkiaSharpVersion}; SkiaSharp.NativeAssets.Win32 or .macOS come with SkiaSharp).") + $" ({Innermost(ex).Message})",
+                    : $"Reference the SkiaSharp native assets package for this platform at SkiaSharp's version ({SkiaSharpVersion}; SkiaSharp.NativeAssets.Win32 or .macOS come with SkiaSharp).") + $" ({NativeLibraryErrors.Innermost(ex).Message})",
                 ex);
         }
     }

@@ -16,10 +16,15 @@ internal static class ParallelLoops
         {
             Parallel.For(0, count, options, body);
         }
-        catch (AggregateException aggregate) when (aggregate.Flatten().InnerExceptions.Count > 0)
+        catch (AggregateException aggregate)
         {
-            ExceptionDispatchInfo.Capture(aggregate.Flatten().InnerExceptions[0]).Throw();
-            throw; // not reached
+            var inner = aggregate.Flatten().InnerExceptions;
+            if (inner.Count > 0)
+            {
+                ExceptionDispatchInfo.Capture(inner[0]).Throw();
+            }
+
+            throw;
         }
     }
 

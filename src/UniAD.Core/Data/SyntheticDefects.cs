@@ -192,8 +192,9 @@ public static class SyntheticDefects
             MaxDegreeOfParallelism = OptionCheck.Threads(options.MaxDegreeOfParallelism),
             CancellationToken = cancellationToken,
         };
-        Parallel.ForEach(jobs, parallel, job =>
+        ParallelLoops.For(jobs.Count, parallel, j =>
         {
+            var job = jobs[j];
             var (image, mask) = Render(job.Kind, job.Defect, options.ImageSize, job.Seed);
             ImageWriter.WritePng(job.ImagePath, image, options.PngCompressionLevel);
             if (job.MaskPath is not null)
