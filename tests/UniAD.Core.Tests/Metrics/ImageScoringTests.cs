@@ -124,6 +124,33 @@ public sealed class ImageScoringTests
         Assert.Throws<ArgumentException>(() => MetricKeys.ReferenceAuroc("x", ImageScoreKind.TopMean));
     }
 
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(99, 1)]
+    [InlineData(101, 2)]
+    [InlineData(65536, 3)]
+    [InlineData(230400, 4)]
+    public void The_top_mean_equals_the_mean_of_a_full_sorts_largest_values_exactly(int count, int seed)
+    {
+        // Random values with many ties (a few hundred distinct values), signed zeros, and sorted or reversed runs: the
+        // selection must give bit for bit the sum a full ascending sort gives.
+        var random = new Random(seed);
+        var map = Enumerable.Range(0, count).Select(i => i % 97 == 0 ? -0f : (float)Math.Round(random.NextDouble() * 300, 1) - 150).ToArray();
+        Array.Sort(map, 0, count / 3);
+        Array.Reverse(map, count / 3, count / 3);
+        var sorted = map.ToArray();
+        Array.Sort(sorted);
+        int k = UniAD.Core.Metrics.MapScore.TopCount(count);
+        double expected = 0;
+        for (int i = count - k; i < count; i++)
+        {
+            expected += sorted[i];
+        }
+
+        Assert.Equal(expected / k, UniAD.Core.Metrics.MapScore.TopMean(map));
+        Assert.Equal(5.0, UniAD.Core.Metrics.MapScore.TopMean(Enumerable.Repeat(5f, count).ToArray()));
+    }
+
     [Fact]
     public void Tensor_overload_scores_every_map()
     {
