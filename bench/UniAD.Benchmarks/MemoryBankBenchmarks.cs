@@ -11,7 +11,8 @@ using UniAD.Core.Tiling;
 /// evaluated on the test split. Group <c>memory-bank</c> runs it alone on the real root (<c>--data ROOT</c>); group
 /// <c>real</c> runs it beside UniAD on the same data. Options: <c>--bank-width W</c> (the working width, default the
 /// preset's), <c>--ratio R</c> (coreset fraction, default the preset's 0.01), <c>--candidates N</c> (default 200,000),
-/// <c>--sigma S</c> (default 4), <c>--per-class on</c> (also one bank per class). Prints per class image / pixel AUROC and
+/// <c>--sigma S</c> (default 4), <c>--per-class on</c> (then a second detector with one bank per class,
+/// <see cref="UniAD.Core.MemoryBank.MemoryBankOptions.PerClassBanks"/>, on the same data; its lines read <c>real-memory-bank-per-class</c>). Prints per class image / pixel AUROC and
 /// AU-PRO, fit seconds, scoring ms per image at batch 1, model size and peak working set, and
 /// <c>real-memory-bank CLASS image-auroc X pixel-auroc Y</c>. Test images never choose anything.
 /// </summary>
@@ -39,27 +40,24 @@ internal static class MemoryBankBenchmarks
         Evaluate(train, heldOut, test, classes, Settings.From(text), text("--per-class") == "on", seed: 133, label: "real-memory-bank");
     }
 
-    /// <summary>One bank for all classes of <paramref name="train"/> (and, with <paramref name="perClass"/>, one per real class): fit, calibrate, evaluate, print.</summary>
+    /// <summary>One bank for all classes of <paramref name="train"/> (and, with <paramref name="perClass"/>, a detector with one bank per class): fit, calibrate, evaluate, print.</summary>
     internal static void Evaluate(ImageSource train, ImageSource heldOut, ImageSource test, IReadOnlyList<string> realClasses, Settings settings, bool perClass, long seed, string label)
     {
         string flags = string.Join(' ', File.ReadAllText("/proc/cpuinfo").Split(new[] { ' ', '\n', '\t' }).Where(f => f == "avx2" || f.StartsWith("avx512", StringComparison.Ordinal)).Distinct().Order());
         Console.WriteLine(string.Create(Invariant, $"memory bank ({label}): classes {string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}; {train.Samples.Count} training, {heldOut.Samples.Count} held-out normal, {test.Samples.Count} test images; images {settings.Width} wide, 256 tiles every 192 (margin 32), coreset ratio {settings.Ratio}, candidates {settings.Candidates}, sigma {settings.Sigma}; {DetectorPreset.CpuBackbone} layers 2, 3; CPU flags {flags}; load average {File.ReadAllText("/proc/loadavg").Trim()}"));
-        Fit(train, heldOut, test, realClasses, settings, seed, label, "unified");
+        Fit(train, heldOut, test, realClasses, settings, perClass: false, seed, label, "unified");
         if (perClass)
         {
-            foreach (var c in realClasses)
-            {
-                Fit(new ImageSource(c, train.Samples.Where(s => s.ClassName == c)), new ImageSource(c, heldOut.Samples.Where(s => s.ClassName == c)), new ImageSource(c, test.Samples.Where(s => s.ClassName == c)), new[] { c }, settings, seed, label + "-per-class", $"per-class {c}");
-            }
+            Fit(train, heldOut, test, realClasses, settings, perClass: true, seed, label + "-per-class", "per-class");
         }
     }
 
-    private static void Fit(ImageSource train, ImageSource heldOut, ImageSource test, IReadOnlyList<string> realClasses, Settings settings, long seed, string label, string name)
+    private static void Fit(ImageSource train, ImageSource heldOut, ImageSource test, IReadOnlyList<string> realClasses, Settings settings, bool perClass, long seed, string label, string name)
     {
         using var peak = new PeakMemory();
         using var detector = DetectorPreset.MemoryBank()
             .WithTiling(new TilingOptions { ResizeWidth = settings.Width, Stride = new UniAD.Core.GridSize(192, 192), Margin = DetectorPreset.CpuTileMargin })
-            .WithMemoryBank(o => o with { CoresetRatio = settings.Ratio, MaxCandidates = settings.Candidates, Sigma = settings.Sigma })
+            .WithMemoryBank(o => o with { CoresetRatio = settings.Ratio, MaxCandidates = settings.Candidates, Sigma = settings.Sigma, PerClassBanks = perClass })
             .WithSeed(seed)
             .Build();
         var clock = Stopwatch.StartNew();
@@ -76,14 +74,15 @@ internal static class MemoryBankBenchmarks
         var evaluation = Stopwatch.StartNew();
         var report = detector.Evaluate(test);
         var imageKey = MetricKeys.ImageAuroc(detector.Options.ScoreKind);
-        Console.WriteLine(string.Create(Invariant, $"## {name} bank: {fit.BankSize} patches of {fit.Candidates} candidates from {fit.Samples} tiles ({fit.Patches} patches); fit {fitTime.TotalMinutes:F2} min (features {fit.FeatureTime.TotalSeconds:F0} s, coreset {fit.CoresetTime.TotalSeconds:F0} s), peak working set during the fit {fitPeak / 1048576.0:F0} MB; model file {size / 1048576.0:F1} MB; evaluation {evaluation.Elapsed.TotalSeconds:F0} s"));
+        string sizes = fit.ClassBankSizes is { } bySize ? $" ({string.Join(", ", bySize.Select(kv => $"{kv.Key} {kv.Value}"))})" : string.Empty;
+        Console.WriteLine(string.Create(Invariant, $"## {name} bank: {fit.BankSize} patches{sizes} of {fit.Candidates} candidates from {fit.Samples} tiles ({fit.Patches} patches); fit {fitTime.TotalMinutes:F2} min (features {fit.FeatureTime.TotalSeconds:F0} s, coreset {fit.CoresetTime.TotalSeconds:F0} s), peak working set during the fit {fitPeak / 1048576.0:F0} MB; model file {size / 1048576.0:F1} MB; evaluation {evaluation.Elapsed.TotalSeconds:F0} s"));
         Console.WriteLine($"| class | image AUROC ({ImageScoring.Name(detector.Options.ScoreKind)}, the preset's) | image AUROC (pooled 16 x 16) | image AUROC (top 1 % mean) | pixel AUROC | AU-PRO | scoring ms per image (batch 1, median of 10, with decoding) |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         foreach (var row in report.Classes)
         {
             var images = test.Samples.Where(s => s.ClassName == row.Name).Take(11).Select(s => s.ImagePath).ToList();
-            detector.Score(images[0]); // warm-up
-            var times = images.Skip(1).Select(p => { var w = Stopwatch.StartNew(); detector.Score(p); return w.Elapsed.TotalMilliseconds; }).Order().ToList();
+            detector.Score(images[0], row.Name); // warm-up
+            var times = images.Skip(1).Select(p => { var w = Stopwatch.StartNew(); detector.Score(p, row.Name); return w.Elapsed.TotalMilliseconds; }).Order().ToList();
             double median = times.Count == 0 ? double.NaN : times[times.Count / 2];
             Console.WriteLine(string.Create(Invariant, $"| {row.Name} | {Get(row.Values, imageKey):F3} | {Get(row.Values, MetricKeys.ImageAuroc(ImageScoreKind.PooledMax)):F3} | {Get(row.Values, MetricKeys.ImageAuroc(ImageScoreKind.TopMean)):F3} | {Get(row.Values, MetricKeys.PixelAuroc):F3} | {Get(row.Values, MetricKeys.PixelAuPro(0.3)):F3} | {median:F0} |"));
         }

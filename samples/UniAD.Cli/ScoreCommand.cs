@@ -45,7 +45,7 @@ internal static class ScoreCommand
         var json = new Option<bool>("--json") { Description = "Write JSON Lines to standard output (one object per image); notes go to standard error." };
         var keepGoing = new Option<bool>("--keep-going") { Description = "Report an input that cannot be scored and go on with the rest (exit code 3 if any failed)." };
         var device = CliOptions.Device("The device to score on [default: cpu].");
-        var className = CliOptions.Text("--class", "NAME", "The images' class, for a model with per-class reference maps (ignored otherwise).");
+        var className = CliOptions.Text("--class", "NAME", "The images' class, for a model with per-class reference maps or per-class memory banks (ignored otherwise).");
         var command = new Command("score", "Score images with a trained model: one result per image, printed as it comes.")
         {
             model, inputs, heatmaps, json, keepGoing, device, className,

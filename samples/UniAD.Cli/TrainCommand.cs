@@ -73,18 +73,19 @@ internal static class TrainCommand
         var missingMasks = DataSources.MissingMasksOption();
         var model = CliOptions.Choice("--model", "The model family: uniad (a transformer reconstructs the features; trained) or memory-bank (a coreset of normal patch features, PatchCore; fitted in one pass, no epochs: ImageNet ResNet-18 from NuGet layers 2-3, 256-pixel tiles of images 256 wide) [default: uniad].", ("uniad", ModelKind.UniAD), ("memory-bank", ModelKind.MemoryBank));
         var coresetRatio = CliOptions.Double("--coreset-ratio", "memory-bank: the fraction of the candidate patches the bank keeps [default: 0.01].", 0, 1, helpName: "R");
+        var bankPerClass = new Option<bool>("--bank-per-class") { Description = "memory-bank: one bank per class instead of one for all; scoring then needs each image's class (score --class NAME)." };
 
         var command = new Command("train", "Train (UniAD) or fit (memory bank) one model on every class of a data source, validate, checkpoint and calibrate it.")
         {
             data, output, validation, holdout, rate, backbone, layers, weights, randomWeights, preset, epochs, batch, lr, input, stride, device,
             evaluateEvery, checkpointEvery, resume, cacheDir, score, scoreWindow, seed, budget, schedule, warmup,
-            tile, tileStride, resizeWidth, resize, placement, margin, missingMasks, model, coresetRatio,
+            tile, tileStride, resizeWidth, resize, placement, margin, missingMasks, model, coresetRatio, bankPerClass,
         };
         command.SetAction(p => Cli.Guard(ctx, p, () =>
         {
             // Everything the command line can get wrong first (exit 2), then every path (exit 1), then the work.
             bool memoryBank = p.GetValue(model) == ModelKind.MemoryBank;
-            RequireFamilyOptions(memoryBank, p.GetValue(preset) is not null, p.GetValue(resume) is not null, p.GetValue(coresetRatio) is not null);
+            RequireFamilyOptions(memoryBank, p.GetValue(preset) is not null, p.GetValue(resume) is not null, p.GetValue(coresetRatio) is not null, p.GetValue(bankPerClass));
             bool cpuPreset = p.GetValue(preset) == Preset.Cpu;
             var recipe = memoryBank
                 ? new TrainingOptions { BatchSize = 8, TimeBudget = p.GetValue(budget) }
@@ -175,21 +176,22 @@ internal static class TrainCommand
                 builder.WithTiling(tiling);
             }
 
-            if (memoryBank && p.GetValue(coresetRatio) is { } ratio)
+            if (memoryBank && (p.GetValue(coresetRatio) is not null || p.GetValue(bankPerClass)))
             {
-                builder.WithMemoryBank(o => o with { CoresetRatio = ratio });
+                builder.WithMemoryBank(o => o with { CoresetRatio = p.GetValue(coresetRatio) ?? o.CoresetRatio, PerClassBanks = p.GetValue(bankPerClass) });
             }
 
             using var detector = builder.Build();
             var plan = memoryBank
-                ? string.Create(Culture, $"a memory bank of {detector.Options.MemoryBank!.CoresetRatio:P1} of at most {detector.Options.MemoryBank.MaxCandidates:N0} patches{(training.TimeBudget is { } limit ? $" within {limit}" : string.Empty)}")
+                ? string.Create(Culture, $"{(detector.Options.MemoryBank!.PerClassBanks ? "a memory bank per class" : "a memory bank")} of {detector.Options.MemoryBank.CoresetRatio:P1} of at most {detector.Options.MemoryBank.MaxCandidates:N0} patches{(training.TimeBudget is { } limit ? $" within {limit}" : string.Empty)}")
                 : training.TimeBudget is { } timeBudget ? $"a budget of {timeBudget} (at most {training.Epochs} epochs)" : $"{training.Epochs} epochs";
             ctx.Out.MarkupLineInterpolated($"Training on [bold]{train.Samples.Count}[/] images ({string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}), {plan}, batch {training.BatchSize}, {training.Schedule}; validation: {validationLabel}.");
             Cli.DescribeTiling(ctx, detector);
             var result = Run(ctx, detector, train, training);
             if (detector.LastFit is { } fit)
             {
-                ctx.Out.MarkupLineInterpolated($"Fitted a memory bank of {fit.BankSize} patches from {fit.Candidates} candidates of {fit.Patches} patches in {result.Duration.TotalMinutes.ToString("F1", Culture)} min (features {fit.FeatureTime.TotalSeconds.ToString("F0", Culture)} s, coreset {fit.CoresetTime.TotalSeconds.ToString("F0", Culture)} s); model written to [bold]{outputPath}[/].");
+                string perClass = fit.ClassBankSizes is { } sizes ? string.Create(Culture, $" ({string.Join(", ", sizes.Select(kv => $"{kv.Key} {kv.Value}"))})") : string.Empty;
+                ctx.Out.MarkupLineInterpolated($"Fitted {(fit.ClassBankSizes is null ? "a memory bank" : "memory banks")} of {fit.BankSize} patches{perClass} from {fit.Candidates} candidates of {fit.Patches} patches in {result.Duration.TotalMinutes.ToString("F1", Culture)} min (features {fit.FeatureTime.TotalSeconds.ToString("F0", Culture)} s, coreset {fit.CoresetTime.TotalSeconds.ToString("F0", Culture)} s); model written to [bold]{outputPath}[/].");
             }
             else
             {
@@ -348,8 +350,8 @@ internal static class TrainCommand
         MemoryBank,
     }
 
-    /// <summary>Options of one family only: <c>--preset</c> and <c>--resume</c> are UniAD's, <c>--coreset-ratio</c> the memory bank's (exit code 2 otherwise).</summary>
-    private static void RequireFamilyOptions(bool memoryBank, bool preset, bool resume, bool coresetRatio)
+    /// <summary>Options of one family only: <c>--preset</c> and <c>--resume</c> are UniAD's, <c>--coreset-ratio</c> and <c>--bank-per-class</c> the memory bank's (exit code 2 otherwise).</summary>
+    private static void RequireFamilyOptions(bool memoryBank, bool preset, bool resume, bool coresetRatio, bool bankPerClass)
     {
         if (memoryBank && preset)
         {
@@ -364,6 +366,11 @@ internal static class TrainCommand
         if (!memoryBank && coresetRatio)
         {
             throw new UsageException("--coreset-ratio applies to --model memory-bank only.");
+        }
+
+        if (!memoryBank && bankPerClass)
+        {
+            throw new UsageException("--bank-per-class applies to --model memory-bank only.");
         }
     }
 

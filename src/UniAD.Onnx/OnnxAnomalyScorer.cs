@@ -40,6 +40,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     private readonly string[] inputNames;
     private readonly string[] outputNames = { OnnxFormat.AnomalyMapName, OnnxFormat.ImageScoreName };
     private readonly string[]? referenceClasses;
+    private readonly string[]? bankClasses;
     private readonly ConcurrentDictionary<(int Class, int Height, int Width), float[]> references = new();
     private readonly MapPostProcessor postProcessor;
     private bool disposed;
@@ -52,7 +53,10 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
         Options = options;
         Calibration = options.Sensitivity is { } s && info.Calibration is { } c ? c with { ImageSensitivity = s, PixelSensitivity = s } : info.Calibration;
         referenceClasses = info.ReferenceMaps?.Select(r => r.ClassName).ToArray();
-        inputNames = info.ReferenceMapsInGraph ? new[] { OnnxFormat.InputName, OnnxFormat.ClassIndexName } : new[] { OnnxFormat.InputName };
+        bankClasses = info.BankClasses?.ToArray();
+        inputNames = new[] { OnnxFormat.InputName }
+            .Concat(info.ReferenceMapsInGraph ? new[] { OnnxFormat.ClassIndexName } : Array.Empty<string>())
+            .Concat(bankClasses is not null ? new[] { OnnxFormat.BankIndexName } : Array.Empty<string>()).ToArray();
         postProcessor = CreatePostProcessor(info, references);
     }
 
@@ -80,6 +84,9 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
 
     /// <summary>The classes with a per-class reference map (scoring then needs the image's class), or null when the model has none.</summary>
     public IReadOnlyList<string>? ReferenceMapClasses => referenceClasses;
+
+    /// <summary>The classes with a memory bank of their own (scoring then needs the image's class), or null when the model has none.</summary>
+    public IReadOnlyList<string>? BankClasses => bankClasses;
 
     /// <summary>
     /// Loads an exported model: reads and checks its UniAD metadata (through ONNX Runtime's custom metadata map) and its
@@ -155,8 +162,8 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
             throw new ArgumentException($"Image {bad / (3 * size.Count)} of the batch holds NaN or infinity.", nameof(images));
         }
 
-        ScoringSteps.RequireClasses(referenceClasses, Enumerable.Repeat(className, count).ToArray());
-        return Untiled(images, Enumerable.Repeat(size, count).ToArray(), names ?? new string?[count], ClassIndex(className));
+        RequireClasses(className, count);
+        return Untiled(images, Enumerable.Repeat(size, count).ToArray(), names ?? new string?[count], ClassIndex(className), BankIndex(className));
     }
 
     /// <summary>Frees the ONNX Runtime session; waits for a run in progress.</summary>
@@ -213,10 +220,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
             throw new InvalidDataException($"'{path}' has UniAD metadata but its graph lacks the float input '{OnnxFormat.InputName}' [batch, 3, {size.Height}, {size.Width}].");
         }
 
-        if (info.ReferenceMapsInGraph != inputs.ContainsKey(OnnxFormat.ClassIndexName))
-        {
-            throw new InvalidDataException($"'{path}': metadata '{OnnxMetadataKeys.ReferenceMapsInGraph}' says {info.ReferenceMapsInGraph}, but the graph {(inputs.ContainsKey(OnnxFormat.ClassIndexName) ? "has" : "lacks")} the input '{OnnxFormat.ClassIndexName}'.");
-        }
+        info.CheckGraphInputs(inputs.Keys.ToArray(), path);
 
         foreach (var name in new[] { OnnxFormat.AnomalyMapName, OnnxFormat.ImageScoreName })
         {
@@ -243,15 +247,26 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     /// <inheritdoc />
     private protected override IReadOnlyList<AnomalyResult> ScoreDecoded(IReadOnlyList<(RgbImage Image, string? Name)> images, string? className)
     {
-        ScoringSteps.RequireClasses(referenceClasses, Enumerable.Repeat(className, images.Count).ToArray());
-        return Info.Tiling is { } tiling ? ScoreTiled(images, tiling, ClassIndex(className)) : ScoreUntiled(images, ClassIndex(className));
+        RequireClasses(className, images.Count);
+        return Info.Tiling is { } tiling ? ScoreTiled(images, tiling, ClassIndex(className), BankIndex(className)) : ScoreUntiled(images, ClassIndex(className), BankIndex(className));
+    }
+
+    /// <summary>Per-class banks and reference maps need every image's class (checked before the graph runs).</summary>
+    private void RequireClasses(string? className, int count)
+    {
+        var classes = Enumerable.Repeat(className, count).ToArray();
+        ScoringSteps.RequireClasses(bankClasses, classes, ScoringSteps.MemoryBankPart);
+        ScoringSteps.RequireClasses(referenceClasses, classes);
     }
 
     /// <summary>The position of a (checked) class in the reference maps, or null without them.</summary>
     private int? ClassIndex(string? className) => className is null || referenceClasses is null ? null : Array.IndexOf(referenceClasses, className);
 
+    /// <summary>The position of a (checked) class among the per-class banks, or null without them.</summary>
+    private int? BankIndex(string? className) => className is null || bankClasses is null ? null : Array.IndexOf(bankClasses, className);
+
     /// <summary>Untiled: the images preprocessed to the input size, then one run for all of them.</summary>
-    private List<AnomalyResult> ScoreUntiled(IReadOnlyList<(RgbImage Image, string? Name)> images, int? classIndex)
+    private List<AnomalyResult> ScoreUntiled(IReadOnlyList<(RgbImage Image, string? Name)> images, int? classIndex, int? bankIndex)
     {
         if (Options.OnWarning is { } warn)
         {
@@ -262,15 +277,15 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
         var preprocess = Preprocess;
         var input = new float[(long)images.Count * values];
         Parallel.For(0, images.Count, i => ImageNormalizer.ToChw(images[i].Image, preprocess).CopyTo(input, (long)i * values));
-        return Untiled(input, images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray(), images.Select(i => i.Name).ToArray(), classIndex);
+        return Untiled(input, images.Select(i => new GridSize(i.Image.Height, i.Image.Width)).ToArray(), images.Select(i => i.Name).ToArray(), classIndex, bankIndex);
     }
 
     /// <summary>One run on preprocessed images: the graph's maps at the input size (divided by the class's reference in the graph or here), then the shared post-processing.</summary>
-    private List<AnomalyResult> Untiled(float[] input, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, int? classIndex)
+    private List<AnomalyResult> Untiled(float[] input, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, int? classIndex, int? bankIndex)
     {
         var size = Info.InputSize;
         int plane = size.Count;
-        var maps = Run(input, originalSizes.Count, classIndex).Maps;
+        var maps = Run(input, originalSizes.Count, classIndex, bankIndex).Maps;
         ScoringSteps.RequireFinite(maps, plane, names);
         var post = postProcessor;
         var className = ClassName(classIndex);
@@ -284,7 +299,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     }
 
     /// <summary>Tiled: each image's working image cut into tiles, scored, stitched, divided by its reference, scored and resized.</summary>
-    private List<AnomalyResult> ScoreTiled(IReadOnlyList<(RgbImage Image, string? Name)> images, TilingOptions tiling, int? classIndex)
+    private List<AnomalyResult> ScoreTiled(IReadOnlyList<(RgbImage Image, string? Name)> images, TilingOptions tiling, int? classIndex, int? bankIndex)
     {
         var tile = Info.InputSize;
         int plane = tile.Count;
@@ -304,7 +319,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
                     CutTile(pixels, working.Width, working.Height, grid[start + k], batch.AsSpan(k * 3 * plane, 3 * plane));
                 }
 
-                Run(batch, n, classIndex: null).Maps.CopyTo(tileMaps, (long)start * plane);
+                Run(batch, n, classIndex: null, bankIndex).Maps.CopyTo(tileMaps, (long)start * plane);
             }
 
             var map = TileMaps.Stitch(tileMaps, grid, tiling.Margin);
@@ -360,7 +375,7 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
     }
 
     /// <summary>One run of the session under the scorer's lock: the maps (B x H x W, row-major) and the image scores.</summary>
-    private (float[] Maps, float[] Scores) Run(float[] input, int batch, int? classIndex)
+    private (float[] Maps, float[] Scores) Run(float[] input, int batch, int? classIndex, int? bankIndex)
     {
         var size = Info.InputSize;
         lock (gate)
@@ -370,7 +385,10 @@ public sealed class OnnxAnomalyScorer : ImageScorer, IDisposable
             using var classes = Info.ReferenceMapsInGraph
                 ? OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((long)classIndex!.Value, batch).ToArray(), new long[] { batch })
                 : null;
-            var values = classes is null ? new[] { images } : new[] { images, classes };
+            using var banks = bankClasses is not null
+                ? OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((long)bankIndex!.Value, batch).ToArray(), new long[] { batch })
+                : null;
+            var values = new[] { images, classes, banks }.Where(v => v is not null).Select(v => v!).ToArray();
             using var outputs = session.Run(runOptions, inputNames, values, outputNames);
             return (outputs[0].GetTensorDataAsSpan<float>().ToArray(), outputs[1].GetTensorDataAsSpan<float>().ToArray());
         }

@@ -36,6 +36,30 @@ public sealed class MemoryBankCliTests(CliFixture fixture)
     }
 
     [Fact]
+    public void Bank_per_class_fits_a_bank_per_class_and_score_then_needs_the_class()
+    {
+        var folder = fixture.NewFolder("memory-bank-per-class");
+        var output = Path.Combine(folder, "banks.safetensors");
+        var train = CliRunner.Run("train", "--model", "memory-bank", "--bank-per-class", "--data", $"mvtec:{fixture.Data}", "--out", output, "--tile", "64", "--resize-width", "64", "--holdout", "0.5", "--coreset-ratio", "0.1");
+        Assert.True(train.ExitCode == 0, train.ToString());
+        Assert.Contains("Fitted memory banks of", train.Output, StringComparison.Ordinal);
+        Assert.Contains("stripes ", train.Output, StringComparison.Ordinal); // each class's bank size
+        Assert.True(DetectorCheckpoint.ReadInfo(output).Options.MemoryBank!.PerClassBanks);
+
+        var image = fixture.GoodImages()[0];
+        var without = CliRunner.Run("score", "--model", output, image);
+        Assert.True(without.ExitCode == 1, without.ToString());
+        Assert.Contains("memory bank per class", without.Error, StringComparison.Ordinal);
+        var with = CliRunner.Run("score", "--model", output, "--class", "stripes", "--json", image);
+        Assert.True(with.ExitCode == 0, with.ToString());
+        Assert.Contains("\"score\"", with.Output, StringComparison.OrdinalIgnoreCase);
+
+        var uniad = CliRunner.Run(ParsingTests.Train(fixture, "--bank-per-class", "--random-weights"));
+        Assert.True(uniad.ExitCode == 2, uniad.ToString());
+        Assert.Contains("--bank-per-class applies to --model memory-bank only", uniad.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Options_of_the_other_family_are_usage_errors()
     {
         var output = Path.Combine(fixture.NewFolder("memory-bank-usage"), "bank.safetensors");

@@ -57,6 +57,35 @@ public sealed class MemoryBankScorerTests(SyntheticData data, ITestOutputHelper 
     }
 
     [Fact]
+    public void Per_class_banks_take_the_bank_index_untiled_and_tiled_and_score_as_the_detector()
+    {
+        var classes = data.Train.Samples.Select(s => s.ClassName).Distinct().Order(StringComparer.Ordinal).ToArray();
+        foreach (var tiled in new[] { false, true })
+        {
+            var builder = Builder().WithMemoryBank(o => o with { CoresetRatio = 0.1, PerClassBanks = true });
+            using var detector = (tiled ? builder.WithTiling(new TilingOptions { ResizeWidth = 96, Stride = new GridSize(32, 32), Margin = 16 }) : builder).Build();
+            detector.Train(data.Train);
+            using var scorer = ScorerParity.ExportAndLoad(detector, root, tiled ? "class-banks-tiled.onnx" : "class-banks.onnx");
+            Assert.Equal(classes, scorer.BankClasses);
+            Assert.Equal(classes, scorer.Info.ClassNames);
+            Assert.Equal(classes, OnnxExport.ReadInfo(Path.Combine(root, tiled ? "class-banks-tiled.onnx" : "class-banks.onnx")).BankClasses);
+            var diffs = new List<ParityDiff>();
+            foreach (var c in classes)
+            {
+                var files = data.Test.Samples.Where(s => s.ClassName == c).Take(3).Select(s => s.ImagePath).ToList();
+                diffs.Add(ScorerParity.CompareAll(detector.ScoreBatch(files, className: c), scorer.ScoreBatch(files, className: c), $"class {c}"));
+            }
+
+            // The same image scored as two classes gives two maps: the bank index reaches the graph.
+            var path = data.Test.Samples.First(s => s.ClassName == classes[0]).ImagePath;
+            Assert.NotEqual(scorer.Score(path, classes[0]).Score, scorer.Score(path, classes[1]).Score);
+            Assert.Contains("pass the image's class", Assert.Throws<ArgumentException>(() => scorer.Score(path)).Message);
+            Assert.Contains("No memory bank for class 'widget'", Assert.Throws<ArgumentException>(() => scorer.Score(path, "widget")).Message);
+            output.WriteLine($"per-class banks, {(tiled ? "tiled" : "untiled")}: {ScorerParity.Max(diffs)}");
+        }
+    }
+
+    [Fact]
     public void An_unknown_family_is_refused_by_name_and_a_file_without_the_key_is_UniAD()
     {
         using var detector = SyntheticData.TinyBuilder().Build();

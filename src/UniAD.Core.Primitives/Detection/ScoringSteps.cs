@@ -22,11 +22,12 @@ internal static class ScoringSteps
             calibration?.EffectivePixelThreshold is { } pt ? data.Threshold(pt) : null);
 
     /// <summary>
-    /// With per-class reference maps every image needs a known class: checked before the network runs.
-    /// <paramref name="known"/> are the classes with a reference, or null when the model has none (then anything goes).
+    /// With per-class reference maps (or per-class memory banks) every image needs a known class: checked before the network
+    /// runs. <paramref name="known"/> are the classes with a reference (a bank), or null when the model has none (then
+    /// anything goes); <paramref name="what"/> names the per-class part in the message.
     /// </summary>
-    /// <exception cref="ArgumentException">A class is null or has no reference (parameter <c>className</c>).</exception>
-    public static void RequireClasses(IReadOnlyCollection<string>? known, IReadOnlyList<string?> classes)
+    /// <exception cref="ArgumentException">A class is null or unknown (parameter <c>className</c>).</exception>
+    public static void RequireClasses(IReadOnlyCollection<string>? known, IReadOnlyList<string?> classes, string what = ReferenceMapPart)
     {
         if (known is null)
         {
@@ -38,11 +39,19 @@ internal static class ScoringSteps
             if (c is null || !known.Contains(c, StringComparer.Ordinal))
             {
                 throw new ArgumentException(c is null
-                    ? $"This detector normalises maps by per-class reference maps ({string.Join(", ", known)}): pass the image's class."
-                    : $"No reference map for class '{c}'; the detector has them for {string.Join(", ", known)}.", "className");
+                    ? (what == ReferenceMapPart
+                        ? $"This detector normalises maps by per-class reference maps ({string.Join(", ", known)}): pass the image's class."
+                        : $"This detector has a {what} per class ({string.Join(", ", known)}): pass the image's class.")
+                    : $"No {what} for class '{c}'; the detector has one for each of {string.Join(", ", known)}.", "className");
             }
         }
     }
+
+    /// <summary>The per-class part <see cref="RequireClasses"/> names by default.</summary>
+    public const string ReferenceMapPart = "reference map";
+
+    /// <summary>The per-class memory banks' name in <see cref="RequireClasses"/>.</summary>
+    public const string MemoryBankPart = "memory bank";
 
     /// <summary>The error for a map holding NaN or infinity (a model whose weights or input are not finite), naming the image.</summary>
     public static InvalidDataException NonFiniteMap(IReadOnlyList<string?> names, int index)

@@ -25,6 +25,12 @@ public static class OnnxFormat
     /// </summary>
     public const string ClassIndexName = "class_index";
 
+    /// <summary>
+    /// The graph's input when the model has one memory bank per class: int64 <c>[batch]</c>, each image's (or tile's) class
+    /// as an index into <see cref="OnnxMetadataKeys.BankClasses"/>; the map is the distance to that class's bank.
+    /// </summary>
+    public const string BankIndexName = "bank_index";
+
     /// <summary>The graph's map output: float32 <c>[batch, 1, H, W]</c>.</summary>
     public const string AnomalyMapName = "anomaly_map";
 

@@ -64,7 +64,7 @@ public static class OnnxMetadataKeys
     /// <summary>The calibration (JSON of <see cref="Detection.Calibration"/>, sensitivities and effective thresholds included); absent when uncalibrated.</summary>
     public const string Calibration = "uniad.calibration";
 
-    /// <summary>The class names of the training data, JSON list: the exporter's <c>OnnxExportOptions.ClassNames</c>, else the classes of the reference maps; absent when neither is known.</summary>
+    /// <summary>The class names of the training data, JSON list: the exporter's <c>OnnxExportOptions.ClassNames</c>, else the classes of the reference maps, else those of the per-class memory banks; absent when none is known.</summary>
     public const string ClassNames = "uniad.class_names";
 
     /// <summary>
@@ -79,6 +79,12 @@ public static class OnnxMetadataKeys
     /// half-pixel centres to the working size, plus epsilon; then the image score is computed from it).
     /// </summary>
     public const string ReferenceMapsInGraph = "uniad.reference_maps_in_graph";
+
+    /// <summary>
+    /// With one memory bank per class: the classes (JSON list, ordinal order) in the order of the graph's <c>bank_index</c>
+    /// input, which every run must then feed; absent for one bank and for other families.
+    /// </summary>
+    public const string BankClasses = "uniad.bank_classes";
 
     /// <summary>Epochs trained.</summary>
     public const string EpochsTrained = "uniad.epochs_trained";

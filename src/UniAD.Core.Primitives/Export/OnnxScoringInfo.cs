@@ -73,11 +73,32 @@ public sealed record OnnxScoringInfo
     /// <summary>True when the graph applies <see cref="ReferenceMaps"/> (it then has the input <c>class_index</c>).</summary>
     public bool ReferenceMapsInGraph { get; init; }
 
+    /// <summary>With one memory bank per class: the classes in the order of the graph's <c>bank_index</c> input (scoring then needs the class); otherwise null.</summary>
+    public IReadOnlyList<string>? BankClasses { get; init; }
+
     /// <summary>Epochs trained.</summary>
     public required int EpochsTrained { get; init; }
 
     /// <summary>The detector's complete configuration (UniAD.Core's <c>DetectorOptions</c>) as the JSON object the file holds.</summary>
     public required string DetectorOptionsJson { get; init; }
+
+    /// <summary>
+    /// The graph's extra inputs must be the ones this metadata describes: <c>class_index</c> exactly when the graph applies
+    /// reference maps, <c>bank_index</c> exactly when the model has one bank per class (both runtimes check a file alike).
+    /// </summary>
+    /// <exception cref="InvalidDataException">An input is missing or unexpected (named).</exception>
+    internal void CheckGraphInputs(IReadOnlyCollection<string> inputNames, string path)
+    {
+        if (ReferenceMapsInGraph != inputNames.Contains(OnnxFormat.ClassIndexName))
+        {
+            throw new InvalidDataException($"'{path}': metadata '{OnnxMetadataKeys.ReferenceMapsInGraph}' says {ReferenceMapsInGraph}, but the graph {(inputNames.Contains(OnnxFormat.ClassIndexName) ? "has" : "lacks")} the input '{OnnxFormat.ClassIndexName}'.");
+        }
+
+        if ((BankClasses is not null) != inputNames.Contains(OnnxFormat.BankIndexName))
+        {
+            throw new InvalidDataException($"'{path}': metadata '{OnnxMetadataKeys.BankClasses}' is {(BankClasses is null ? "absent" : "present")}, but the graph {(inputNames.Contains(OnnxFormat.BankIndexName) ? "has" : "lacks")} the input '{OnnxFormat.BankIndexName}'.");
+        }
+    }
 
     /// <summary>How the reconstruction's linear layers are stored (<see cref="OnnxMetadataKeys.Quantization"/>; <see cref="OnnxQuantization.None"/> when a file predates the key).</summary>
     public OnnxQuantization Quantization { get; init; }
@@ -188,6 +209,12 @@ public sealed record OnnxScoringInfo
             }
         }
 
+        var bankClasses = reader.Optional<string[]>(OnnxMetadataKeys.BankClasses);
+        if (bankClasses is not null && (bankClasses.Length == 0 || bankClasses.Any(string.IsNullOrWhiteSpace) || bankClasses.Distinct(StringComparer.Ordinal).Count() != bankClasses.Length))
+        {
+            throw new InvalidDataException($"'{source}': metadata '{OnnxMetadataKeys.BankClasses}' must list at least one class, each once and none empty.");
+        }
+
         var quantization = OnnxQuantization.None;
         if (metadata.TryGetValue(OnnxMetadataKeys.Quantization, out var quantizationText) && !OnnxQuantizationNames.TryParse(quantizationText, out quantization))
         {
@@ -215,6 +242,7 @@ public sealed record OnnxScoringInfo
             ClassNames = reader.Optional<string[]>(OnnxMetadataKeys.ClassNames),
             ReferenceMaps = references,
             ReferenceMapsInGraph = referencesInGraph,
+            BankClasses = bankClasses,
             EpochsTrained = reader.Integer(OnnxMetadataKeys.EpochsTrained),
             DetectorOptionsJson = optionsJson,
             Quantization = quantization,

@@ -84,9 +84,12 @@ internal static class DetectorScoring
         return new MapPostProcessor(options.ScoreKind, options.ScoreWindowHeight, options.ScorePoolSize, references?.Classes.Keys.ToArray(), references is null ? null : references.Upsampled);
     }
 
-    /// <summary>With reference maps, every image needs a known class (checked before the network runs).</summary>
-    private static void RequireClasses(AnomalyDetector detector, IReadOnlyList<string?> classes) =>
+    /// <summary>With reference maps or per-class memory banks, every image needs a known class (checked before the network runs).</summary>
+    private static void RequireClasses(AnomalyDetector detector, IReadOnlyList<string?> classes)
+    {
+        ScoringSteps.RequireClasses(detector.AnomalyModel.Classes?.ToArray(), classes, ScoringSteps.MemoryBankPart);
         ScoringSteps.RequireClasses(detector.ReferenceMaps?.Classes.Keys.ToArray(), classes);
+    }
 
     private static List<AnomalyResult> Run(AnomalyDetector detector, Tensor inputs, IReadOnlyList<GridSize> originalSizes, IReadOnlyList<string?> names, IReadOnlyList<string?> classNames)
     {
@@ -100,7 +103,7 @@ internal static class DetectorScoring
             detector.ThrowIfDisposed();
             using var scope = NewDisposeScope();
             detector.AnomalyModel.Module.eval();
-            var maps = detector.AnomalyModel.Maps(inputs.to(detector.Device)).cpu().contiguous();
+            var maps = detector.AnomalyModel.Maps(inputs.to(detector.Device), classNames).cpu().contiguous();
             height = (int)maps.shape[1];
             width = (int)maps.shape[2];
             values = maps.data<float>().ToArray();

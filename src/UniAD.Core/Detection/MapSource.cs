@@ -52,7 +52,7 @@ internal static class MapSource
                 using var scope = NewDisposeScope();
                 using var noGrad = no_grad();
                 detector.AnomalyModel.Module.eval();
-                maps = detector.AnomalyModel.Maps(batch.Images.to(detector.Device)).cpu().MoveToOuterDisposeScope();
+                maps = detector.AnomalyModel.Maps(batch.Images.to(detector.Device), batch.ClassNames).cpu().MoveToOuterDisposeScope();
             }
 
             using (maps)

@@ -49,7 +49,7 @@ internal static class TiledScoring
                 var decoded = source.ReadImage(sample, preprocess.MaxImagePixels);
                 var working = Tiler.WorkingImage(decoded, tiling, options.InputSize, sample.ImagePath);
                 var image = WorkingTensor(detector, working);
-                var map = StitchedMap(detector, image, TileGridOf(detector, working), batchSize, cancellationToken);
+                var map = StitchedMap(detector, image, TileGridOf(detector, working), sample.ClassName, batchSize, cancellationToken);
                 var mask = loadMasks ? WorkingMask(detector, sample, decoded, working) : null;
                 batch = new ImageBatch(image.unsqueeze(0), mask, new[] { sample });
                 maps = map.unsqueeze(0).MoveToOuterDisposeScope();
@@ -72,7 +72,7 @@ internal static class TiledScoring
         {
             using var scope = NewDisposeScope();
             var working = Tiler.WorkingImage(image, tiling, options.InputSize, name ?? "image");
-            var map = StitchedMap(detector, WorkingTensor(detector, working), TileGridOf(detector, working), ScoringTileBatch, CancellationToken.None);
+            var map = StitchedMap(detector, WorkingTensor(detector, working), TileGridOf(detector, working), className, ScoringTileBatch, CancellationToken.None);
             int height = (int)map.shape[0], width = (int)map.shape[1];
             var values = map.contiguous().data<float>().ToArray();
             Calibration? calibration;
@@ -133,7 +133,7 @@ internal static class TiledScoring
         ImagePreprocessor.ToTensor(working, detector.Preprocess with { InputSize = new GridSize(working.Height, working.Width) });
 
     /// <summary>Scores the tiles of one normalised working-size image (3 x H x W), <paramref name="batchSize"/> at a time; the stitched H x W map on the CPU.</summary>
-    private static Tensor StitchedMap(AnomalyDetector detector, Tensor image, TileGrid grid, int batchSize, CancellationToken cancellationToken)
+    private static Tensor StitchedMap(AnomalyDetector detector, Tensor image, TileGrid grid, string? className, int batchSize, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
         var tiles = Tiler.Cut(image, grid);
@@ -147,7 +147,7 @@ internal static class TiledScoring
                 detector.ThrowIfDisposed();
                 using var noGrad = no_grad();
                 detector.AnomalyModel.Module.eval();
-                maps.Add(detector.AnomalyModel.Maps(tiles.narrow(0, start, n).to(detector.Device)).cpu());
+                maps.Add(detector.AnomalyModel.Maps(tiles.narrow(0, start, n).to(detector.Device), Enumerable.Repeat(className, n).ToArray()).cpu());
             }
         }
 

@@ -22,7 +22,9 @@ public static partial class OnnxExport
     /// <see cref="AnomalyMapName"/> (<c>[batch, 1, H, W]</c>, the maps of <see cref="AnomalyDetector.ScoreTensor"/> before any
     /// resize) and <see cref="ImageScoreName"/> (<c>[batch]</c>, the configured image score). With per-class reference maps
     /// (<see cref="AnomalyDetector.ReferenceMaps"/>) an untiled graph takes a second input <see cref="ClassIndexName"/> (int64
-    /// <c>[batch]</c>) and divides each map by its class's reference. The detector's configuration,
+    /// <c>[batch]</c>) and divides each map by its class's reference. With one memory bank per class
+    /// (<see cref="MemoryBank.MemoryBankOptions.PerClassBanks"/>) the graph, tiled or not, takes the input
+    /// <see cref="BankIndexName"/> (int64 <c>[batch]</c>, an index into <see cref="OnnxModelInfo.BankClasses"/>). The detector's configuration,
     /// calibration and tiling are stored as metadata (<see cref="OnnxMetadataKeys"/>; <see cref="ReadInfo"/> reads them). With
     /// tiling, the graph scores one tile; cutting, stitching (and reference maps, which apply to the stitched map) are the
     /// runtime's. The same detector gives the same bytes.
@@ -69,6 +71,7 @@ public static partial class OnnxExport
         // the STITCHED map by them, so the tile graph stays raw and the runtime applies them (they are in the metadata).
         var references = detector.ReferenceMaps;
         bool referencesInGraph = references is not null && detectorOptions.Tiling is null;
+        var bankClasses = model.Classes?.ToArray(); // one memory bank per class: the bank index picks it
         var graph = new OnnxGraph("uniad");
         var context = new OnnxEmitContext(graph, OnnxEmitters.All(), size, options.Quantization);
         using (var scope = NewDisposeScope())
@@ -76,8 +79,9 @@ public static partial class OnnxExport
         {
             var images = graph.Input(InputName, new[] { OnnxGraph.Batch, 3, size.Height, size.Width }, BatchDimension);
             var classIndex = referencesInGraph ? graph.Input(ClassIndexName, new[] { OnnxGraph.Batch }, BatchDimension, TensorProto.Types.DataType.Int64) : null;
+            var bankIndex = bankClasses is null ? null : graph.Input(BankIndexName, new[] { OnnxGraph.Batch }, BatchDimension, TensorProto.Types.DataType.Int64);
             // Every family's emitter gives the anomaly map (B x 1 x H x W) as its last output (UniAD: feature_align, feature_rec, pred).
-            var pred = context.Emit(model.Module, string.Empty, images)[^1];
+            var pred = context.Emit(model.Module, string.Empty, bankIndex is null ? new[] { images } : new[] { images, bankIndex })[^1];
             if (referencesInGraph)
             {
                 pred = ReferenceMapEmitter.Emit(graph, "reference_maps", pred, classIndex!, references!);
@@ -110,7 +114,7 @@ public static partial class OnnxExport
         {
             proto.OpsetImport.Add(new OperatorSetIdProto { Domain = OnnxGraph.MicrosoftDomain, Version = 1 });
         }
-        foreach (var (key, value) in DescribeMetadata(detectorOptions, detector.Calibration, detector.EpochsTrained, options, references, referencesInGraph))
+        foreach (var (key, value) in DescribeMetadata(detectorOptions, detector.Calibration, detector.EpochsTrained, options, references, referencesInGraph, bankClasses))
         {
             proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         }
@@ -119,7 +123,7 @@ public static partial class OnnxExport
     }
 
     /// <summary>The metadata entries of a detector's export, in the order they are written.</summary>
-    internal static IReadOnlyList<KeyValuePair<string, string>> DescribeMetadata(DetectorOptions options, Calibration? calibration, int epochsTrained, OnnxExportOptions export, ReferenceMaps? references, bool referencesInGraph)
+    internal static IReadOnlyList<KeyValuePair<string, string>> DescribeMetadata(DetectorOptions options, Calibration? calibration, int epochsTrained, OnnxExportOptions export, ReferenceMaps? references, bool referencesInGraph, IReadOnlyList<string>? bankClasses = null)
     {
         var entries = new List<KeyValuePair<string, string>>();
         void Add(string key, string value) => entries.Add(new(key, value));
@@ -152,9 +156,9 @@ public static partial class OnnxExport
             Add(OnnxMetadataKeys.Calibration, JsonSerializer.Serialize(calibration, Json));
         }
 
-        // The detector knows its training classes only through reference maps (fitted per class on normal training images).
+        // The detector knows its training classes only through reference maps or per-class banks (fitted on normal training images).
         var ordered = references is null ? null : ReferenceMapEmitter.Ordered(references);
-        if ((export.ClassNames ?? ordered?.Select(r => r.ClassName).ToArray()) is { } classes)
+        if ((export.ClassNames ?? ordered?.Select(r => r.ClassName).ToArray() ?? bankClasses) is { } classes)
         {
             Add(OnnxMetadataKeys.ClassNames, JsonSerializer.Serialize(classes, Json));
         }
@@ -163,6 +167,11 @@ public static partial class OnnxExport
         {
             Add(OnnxMetadataKeys.ReferenceMaps, JsonSerializer.Serialize(ordered, Json));
             Add(OnnxMetadataKeys.ReferenceMapsInGraph, referencesInGraph ? "true" : "false");
+        }
+
+        if (bankClasses is not null)
+        {
+            Add(OnnxMetadataKeys.BankClasses, JsonSerializer.Serialize(bankClasses, Json));
         }
 
         Add(OnnxMetadataKeys.EpochsTrained, epochsTrained.ToString(CultureInfo.InvariantCulture));

@@ -77,6 +77,9 @@ public sealed record OnnxModelInfo
     /// <summary>True when the graph applies <see cref="ReferenceMaps"/> (it then has the input <c>class_index</c>).</summary>
     public bool ReferenceMapsInGraph => Scoring.ReferenceMapsInGraph;
 
+    /// <summary>With one memory bank per class: the classes in the order of the graph's <c>bank_index</c> input; otherwise null.</summary>
+    public IReadOnlyList<string>? BankClasses => Scoring.BankClasses;
+
     /// <summary>Epochs trained.</summary>
     public int EpochsTrained => Scoring.EpochsTrained;
 
@@ -104,6 +107,9 @@ public static partial class OnnxExport
     /// index into <see cref="OnnxMetadataKeys.ReferenceMaps"/>.
     /// </summary>
     public const string ClassIndexName = OnnxFormat.ClassIndexName;
+
+    /// <summary>The graph's input with one memory bank per class: int64 <c>[batch]</c>, each image's class as an index into <see cref="OnnxMetadataKeys.BankClasses"/>.</summary>
+    public const string BankIndexName = OnnxFormat.BankIndexName;
 
     /// <summary>The graph's map output: float32 <c>[batch, 1, H, W]</c>.</summary>
     public const string AnomalyMapName = OnnxFormat.AnomalyMapName;
@@ -137,10 +143,7 @@ public static partial class OnnxExport
         var info = ParseInfo(metadata, path);
         var opset = model.OpsetImport.Where(o => o.Domain.Length == 0 || o.Domain == "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
         var inputs = model.Graph.Input.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
-        if (info.ReferenceMapsInGraph != inputs.Contains(ClassIndexName))
-        {
-            throw new InvalidDataException($"'{path}': metadata '{OnnxMetadataKeys.ReferenceMapsInGraph}' says {info.ReferenceMapsInGraph}, but the graph {(inputs.Contains(ClassIndexName) ? "has" : "lacks")} the input '{ClassIndexName}'.");
-        }
+        info.Scoring.CheckGraphInputs(inputs, path);
 
         var outputs = model.Graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var (name, present) in new[] { (InputName, inputs.Contains(InputName)), (AnomalyMapName, outputs.Contains(AnomalyMapName)), (ImageScoreName, outputs.Contains(ImageScoreName)) })

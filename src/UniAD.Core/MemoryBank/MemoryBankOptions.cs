@@ -18,6 +18,14 @@ public sealed record MemoryBankOptions
     /// </summary>
     public int MaxCandidates { get; init; } = 200_000;
 
+    /// <summary>
+    /// One bank per class instead of one for all (default false: the unified setting, no class needed at test time). With
+    /// per-class banks each class's normal images are fitted into a bank of their own (the ratio, candidate and memory
+    /// limits apply to each bank), and every image must be scored with its class: the map is the distance to the nearest
+    /// patch of that class's bank only, as separate per-class models would give it.
+    /// </summary>
+    public bool PerClassBanks { get; init; }
+
     /// <summary>The locally aware neighbourhood p of the patch features (default 3: every feature averaged over 3 x 3).</summary>
     public int Neighbourhood { get; init; } = 3;
 

@@ -27,6 +27,16 @@ public interface IAnomalyModel
     /// <exception cref="ArgumentException">The images do not have the input size.</exception>
     Tensor Maps(Tensor images);
 
+    /// <summary>
+    /// The classes the model needs at scoring time, one per image (a memory bank per class), or null when it needs none
+    /// (the default): then <see cref="Maps(Tensor, IReadOnlyList{string})"/> ignores the classes.
+    /// </summary>
+    IReadOnlyCollection<string>? Classes => null;
+
+    /// <summary>Anomaly maps as <see cref="Maps(Tensor)"/>, for images of known classes (one per image; null where unknown).</summary>
+    /// <exception cref="ArgumentException">The images do not have the input size, or the model needs a class (<see cref="Classes"/>) that is missing or unknown.</exception>
+    Tensor Maps(Tensor images, IReadOnlyList<string?> classNames) => Maps(images);
+
     /// <summary>The model's state under stable names (what a checkpoint stores after <c>model.</c>); the tensors belong to the model.</summary>
     IReadOnlyDictionary<string, Tensor> State();
 
