@@ -233,8 +233,17 @@ public sealed class AnomalyDetectorProvider : IHostedService, IDisposable
         reloadGate.Dispose();
     }
 
-    private ImageScorer Load(string path) =>
-        loader is null ? LoadDetector(path) : loader(path) ?? throw new InvalidOperationException($"The model loader returned null for '{path}'.");
+    private ImageScorer Load(string path)
+    {
+        var scorer = loader is null ? LoadDetector(path) : loader(path) ?? throw new InvalidOperationException($"The model loader returned null for '{path}'.");
+        if (ScorerFacts.ClassesNeeded(scorer) is { } classes)
+        {
+            (scorer as IDisposable)?.Dispose();
+            throw new InvalidDataException($"The model '{path}' needs each image's class (per-class reference maps or memory banks: {string.Join(", ", classes)}), but the service scores images without one. Serve a model with one bank for all classes and no reference maps, or score it with the library (Score(path, className)).");
+        }
+
+        return scorer;
+    }
 
     private AnomalyDetector LoadDetector(string path)
     {

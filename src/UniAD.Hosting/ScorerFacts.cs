@@ -33,6 +33,13 @@ internal static class ScorerFacts
         _ => TorchMaxImagePixels(scorer),
     };
 
+    /// <summary>The classes a scorer needs one of with every image (per-class reference maps or memory banks), or null when it needs none.</summary>
+    public static IReadOnlyList<string>? ClassesNeeded(ImageScorer scorer) => scorer switch
+    {
+        OnnxAnomalyScorer onnx => onnx.BankClasses ?? onnx.ReferenceMapClasses,
+        _ => TorchClassesNeeded(scorer),
+    };
+
     /// <summary><see cref="Torch"/> or <see cref="Onnx"/>.</summary>
     public static string Runtime(ImageScorer scorer) => scorer is OnnxAnomalyScorer ? Onnx : Torch;
 
@@ -63,6 +70,12 @@ internal static class ScorerFacts
     private static Calibration? TorchCalibration(ImageScorer scorer) => AsDetector(scorer).Calibration;
 
     private static long TorchMaxImagePixels(ImageScorer scorer) => AsDetector(scorer).Preprocess.MaxImagePixels;
+
+    private static IReadOnlyList<string>? TorchClassesNeeded(ImageScorer scorer)
+    {
+        var detector = AsDetector(scorer);
+        return detector.UseAnomalyModel(m => m.Classes?.ToArray()) ?? detector.ReferenceMaps?.Classes.Keys.Order(StringComparer.Ordinal).ToArray();
+    }
 
     private static string TorchDescription(ImageScorer scorer)
     {

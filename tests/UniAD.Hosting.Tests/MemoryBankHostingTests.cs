@@ -63,5 +63,33 @@ public sealed class MemoryBankHostingTests(TestModels models) : IDisposable
         }
     }
 
+    [Fact]
+    public async Task A_model_that_needs_each_images_class_is_refused_at_start_by_both_registrations()
+    {
+        string checkpoint = Path.Combine(root, "banks.safetensors"), onnx = Path.Combine(root, "banks.onnx");
+        using (var detector = new AnomalyDetectorBuilder()
+            .WithBackbone("resnet18", new[] { 2, 3 })
+            .WithInputSize(64, 64)
+            .WithMemoryBank(o => o with { CoresetRatio = 0.2, PerClassBanks = true })
+            .WithImageScore(ImageScoreKind.PlainMax)
+            .Build())
+        {
+            detector.Train(models.Test);
+            detector.Save(checkpoint);
+            detector.ExportOnnx(onnx);
+        }
+
+        var classes = string.Join(", ", models.Test.Samples.Select(s => s.ClassName).Distinct().Order(StringComparer.Ordinal));
+        foreach (var host in new[] { ScorerHost.Build(o => o.ModelPath = checkpoint), ScorerHost.BuildOnnx(o => o.ModelPath = onnx) })
+        {
+            using (host)
+            {
+                var ex = await Assert.ThrowsAsync<InvalidDataException>(() => host.StartAsync());
+                Assert.Contains("needs each image's class", ex.Message);
+                Assert.Contains(classes, ex.Message);
+            }
+        }
+    }
+
     public void Dispose() => Directory.Delete(root, recursive: true);
 }
