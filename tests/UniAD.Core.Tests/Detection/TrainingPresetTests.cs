@@ -102,4 +102,18 @@ public sealed class TrainingPresetTests
         Assert.Contains("HeldOutEvery = 0", Assert.Throws<ArgumentException>(() => new TrainingOptions { HeldOutEvery = 0 }.Validate()).Message);
         Assert.Contains("WarmupFraction = 1.5", Assert.Throws<ArgumentException>(() => new TrainingOptions { Schedule = new WarmupCosineSchedule { WarmupFraction = 1.5 } }.Validate()).Message);
     }
+
+    [Fact]
+    public void Memory_bank_preset_is_layers_2_and_3_tiled_at_256_with_one_bank_and_the_top_1_percent_mean()
+    {
+        using var detector = DetectorPreset.MemoryBank("resnet18").Build();
+        var o = detector.Options;
+        Assert.Equal(ModelFamilies.MemoryBank, o.Family);
+        Assert.Equal(new[] { 2, 3 }, o.BackboneLayers);
+        Assert.Equal(new GridSize(256, 256), o.InputSize);
+        Assert.Equal(DetectorPreset.MemoryBankWidth, o.Tiling!.ResizeWidth);
+        Assert.Equal(UniAD.Core.Metrics.ImageScoreKind.TopMean, o.ScoreKind); // measured on both real sets at 256 and 448 wide: docs/benchmarks.md
+        Assert.Equal(0.01, o.MemoryBank!.CoresetRatio);
+        Assert.False(o.MemoryBank.PerClassBanks); // the unified setting: no class needed at test time
+    }
 }
