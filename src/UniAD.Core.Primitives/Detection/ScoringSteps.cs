@@ -39,9 +39,7 @@ internal static class ScoringSteps
             if (c is null || !known.Contains(c, StringComparer.Ordinal))
             {
                 throw new ArgumentException(c is null
-                    ? (what == ReferenceMapPart
-                        ? $"This detector normalises maps by per-class reference maps ({string.Join(", ", known)}): pass the image's class."
-                        : $"This detector has a {what} per class ({string.Join(", ", known)}): pass the image's class.")
+                    ? $"This detector has a {what} per class ({string.Join(", ", known)}): pass the image's class."
                     : $"No {what} for class '{c}'; the detector has one for each of {string.Join(", ", known)}.", "className");
             }
         }

@@ -229,22 +229,30 @@ public sealed class MemoryBankModel : nn.Module<Tensor, Tensor>, IAnomalyModel
     {
         ArgumentNullException.ThrowIfNull(state);
         var backboneState = state.Where(kv => kv.Key.StartsWith(BackbonePrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[BackbonePrefix.Length..], kv => kv.Value, StringComparer.Ordinal);
-        if (Options.PerClassBanks)
-        {
-            LoadClassBanks(state, backboneState);
-            return;
-        }
 
-        var unexpected = state.Keys.Where(k => k != BankKey && !k.StartsWith(BackbonePrefix, StringComparison.Ordinal)).ToList();
-        if (!state.TryGetValue(BankKey, out var stored) || unexpected.Count > 0 || stored.dim() != 2 || stored.shape[1] != FeatureWidth || stored.shape[0] == 0)
+        // The bank entries: "bank" for one bank, one "banks.<class>" per class otherwise.
+        bool IsBank(string key) => Options.PerClassBanks ? key.StartsWith(ClassBankPrefix, StringComparison.Ordinal) : key == BankKey;
+        var stored = state.Where(kv => IsBank(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        var unexpected = state.Keys.Where(k => !IsBank(k) && !k.StartsWith(BackbonePrefix, StringComparison.Ordinal)).ToList();
+        var shapes = stored.Where(kv => kv.Value.dim() != 2 || kv.Value.shape[1] != FeatureWidth || kv.Value.shape[0] == 0)
+            .Select(kv => $"{kv.Key}: expected [K > 0, {FeatureWidth}], got [{string.Join(", ", kv.Value.shape)}]").ToList();
+        if (stored.Count == 0 || unexpected.Count > 0 || shapes.Count > 0)
         {
-            var shapes = stored is null ? new List<string>() : new List<string> { $"{BankKey}: expected [K > 0, {FeatureWidth}], got [{string.Join(", ", stored.shape)}]" };
-            throw new StateDictMismatchException(GetName(), (state as TensorDictionary)?.Source, stored is null ? new[] { BankKey } : Array.Empty<string>(), unexpected, stored is not null && stored.dim() == 2 && stored.shape[1] == FeatureWidth && stored.shape[0] > 0 ? Array.Empty<string>() : shapes);
+            var missing = stored.Count > 0 ? Array.Empty<string>() : new[] { Options.PerClassBanks ? ClassBankPrefix + "<class>" : BankKey };
+            throw new StateDictMismatchException(GetName(), (state as TensorDictionary)?.Source, missing, unexpected, shapes);
         }
 
         StateDict.Load(backbone, backboneState);
         FusedWeights.Invalidate(this);
-        SetBank(stored.to(ScalarType.Float32));
+        using var scope = NewDisposeScope();
+        if (Options.PerClassBanks)
+        {
+            SetClassBanks(stored.ToDictionary(kv => kv.Key[ClassBankPrefix.Length..], kv => kv.Value.to(ScalarType.Float32), StringComparer.Ordinal));
+        }
+        else
+        {
+            SetBank(stored[BankKey].to(ScalarType.Float32));
+        }
     }
 
     /// <summary>The backbone stays frozen in evaluation mode.</summary>
@@ -264,24 +272,6 @@ public sealed class MemoryBankModel : nn.Module<Tensor, Tensor>, IAnomalyModel
         }
 
         base.Dispose(disposing);
-    }
-
-    /// <summary>Per-class state: the backbone and one <c>banks.&lt;class&gt;</c> entry per class (at least one).</summary>
-    private void LoadClassBanks(IReadOnlyDictionary<string, Tensor> state, Dictionary<string, Tensor> backboneState)
-    {
-        var stored = state.Where(kv => kv.Key.StartsWith(ClassBankPrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[ClassBankPrefix.Length..], kv => kv.Value, StringComparer.Ordinal);
-        var unexpected = state.Keys.Where(k => !k.StartsWith(ClassBankPrefix, StringComparison.Ordinal) && !k.StartsWith(BackbonePrefix, StringComparison.Ordinal)).ToList();
-        var shapes = stored.Where(kv => kv.Value.dim() != 2 || kv.Value.shape[1] != FeatureWidth || kv.Value.shape[0] == 0)
-            .Select(kv => $"{ClassBankPrefix}{kv.Key}: expected [K > 0, {FeatureWidth}], got [{string.Join(", ", kv.Value.shape)}]").ToList();
-        if (stored.Count == 0 || unexpected.Count > 0 || shapes.Count > 0)
-        {
-            throw new StateDictMismatchException(GetName(), (state as TensorDictionary)?.Source, stored.Count == 0 ? new[] { ClassBankPrefix + "<class>" } : Array.Empty<string>(), unexpected, shapes);
-        }
-
-        StateDict.Load(backbone, backboneState);
-        FusedWeights.Invalidate(this);
-        using var scope = NewDisposeScope();
-        SetClassBanks(stored.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float32), StringComparer.Ordinal));
     }
 
     /// <summary>Patch scores of B x D x h x w features, each image against its class's bank: B x h x w.</summary>
