@@ -25,7 +25,9 @@ using UniAD.Core.Metrics;
 /// window; then the halves swap roles, and the mean of the two held-out figures is printed. [--load FILE] skips training and evaluates a detector saved by --save.
 /// [--score plainmax|pooledmax|topmean] (with --load: another image score on the loaded weights) [--map-sigma S] (UniAD's map smoothing, sigma in pixels; with --load, applied to a copy of the loaded file)
 /// [--objective mse|cosine] (UniAD's training objective, default the paper's MSE; cosine: the global cosine with hard-point
-/// mining and the cosine-distance map, issue 28) [--lr X] (the peak learning rate instead of the recipe's).
+/// mining and the cosine-distance map, issue 28) [--lr X] (the peak learning rate instead of the recipe's)
+/// [--bottleneck-dropout P] (the noisy bottleneck: dropout on the projected tokens in training; default none)
+/// [--jitter on|off] (feature jitter; default the preset's: on).
 /// [--family uniad|memory-bank|both] (default both): the memory-bank family (<see cref="MemoryBankBenchmarks"/>) runs first on
 /// the same split, at UniAD's working width (448) unless [--bank-width W]; [--ratio R] [--candidates N] [--per-class on] as there.
 /// </summary>
@@ -198,6 +200,27 @@ internal static class RealBenchmarks
                 builder.WithReconstruction(o => o with { Dropout = dropout });
             }
 
+            if (text("--bottleneck-dropout") is { } bottleneckText)
+            {
+                double bottleneck = double.TryParse(bottleneckText, NumberStyles.Float, Invariant, out double d) && d >= 0 && d < 1
+                    ? d
+                    : throw new ArgumentException($"--bottleneck-dropout needs a probability in [0, 1), got '{bottleneckText}'.");
+                builder.WithReconstruction(o => o with { BottleneckDropout = bottleneck });
+            }
+
+            if (text("--jitter") is { } jitterText)
+            {
+                builder.WithReconstruction(o => o with
+                {
+                    FeatureJitter = jitterText switch
+                    {
+                        "off" => null,
+                        "on" => new UniAD.Core.Reconstruction.FeatureJitterOptions(),
+                        _ => throw new ArgumentException($"--jitter needs on or off, got '{jitterText}'."),
+                    },
+                });
+            }
+
             var objective = text("--objective") ?? "mse";
             if (objective is not ("mse" or "cosine"))
             {
@@ -233,7 +256,7 @@ internal static class RealBenchmarks
 
             Console.WriteLine(string.Create(Invariant, $"classes: {string.Join(", ", realClasses.Select(c => c + " (real)").Concat(syntheticTrain.Select(s => s.ClassName).Distinct()))}"));
             Console.WriteLine(string.Create(Invariant, $"images: {train.Samples.Count} training, {heldOut.Samples.Count} held-out normal ({HeldOutFraction:P0} per class, seeded; calibration and validation loss), {test.Samples.Count} test"));
-            Console.WriteLine(string.Create(Invariant, $"network: {detector.Options.Backbone} layers {string.Join(',', detector.Options.BackboneLayers)}, input {detector.Options.InputSize}, {r.InputChannels} channels, tokens {r.FeatureSize}, width {r.HiddenDim}, {r.NumEncoderLayers}+{r.NumDecoderLayers} layers, mask {r.NeighborSize?.ToString() ?? "none"}, jitter {r.FeatureJitter?.Scale.ToString(Invariant) ?? "off"}, dropout {r.Dropout.ToString(Invariant)}"));
+            Console.WriteLine(string.Create(Invariant, $"network: {detector.Options.Backbone} layers {string.Join(',', detector.Options.BackboneLayers)}, input {detector.Options.InputSize}, {r.InputChannels} channels, tokens {r.FeatureSize}, width {r.HiddenDim}, {r.NumEncoderLayers}+{r.NumDecoderLayers} layers, mask {r.NeighborSize?.ToString() ?? "none"}, jitter {r.FeatureJitter?.Scale.ToString(Invariant) ?? "off"}, dropout {r.Dropout.ToString(Invariant)}, bottleneck dropout {r.BottleneckDropout.ToString(Invariant)}"));
             Console.WriteLine(string.Create(Invariant, $"objective {detector.Options.Reconstruction.Objective} (hard mining: {detector.Options.Reconstruction.HardMining})"));
             Console.WriteLine(string.Create(Invariant, $"recipe {recipe}: batch {training.BatchSize}, lr {training.Optimizer.LearningRate:G3}, weight decay {training.Optimizer.WeightDecay:G3}, {training.Schedule}, clip {training.ClipGradNorm}, budget {budget}, feature cache {cache}"));
 

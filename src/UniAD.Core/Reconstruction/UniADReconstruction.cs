@@ -7,7 +7,8 @@ using static TorchSharp.torch.nn;
 namespace UniAD.Core.Reconstruction;
 
 /// <summary>
-/// The UniAD reconstruction network: feature jitter (training only), <c>input_proj</c>, position
+/// The UniAD reconstruction network: feature jitter (training only), <c>input_proj</c>, the bottleneck's dropout
+/// (training only, <see cref="ReconstructionOptions.BottleneckDropout"/>; off by default), position
 /// embedding, transformer with layer-wise query decoder and neighbor-masked attention,
 /// <c>output_proj</c>; and the anomaly map <c>pred</c>. Its state-dict keys are the reference's
 /// (<c>pos_embed.*</c>, <c>transformer.encoder.layers.{i}.*</c>, <c>transformer.decoder.layers.{i}.*</c>,
@@ -24,6 +25,7 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
     private readonly UniADTransformer transformer;
     private readonly Linear input_proj;
     private readonly Linear output_proj;
+    private readonly SeededDropout bottleneck_dropout;
     private readonly object noiseGate = new();
     private readonly DropoutRandom dropoutRandom;
     private Generator? jitterGenerator;
@@ -44,6 +46,7 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
         transformer = new UniADTransformer(options, init, dropoutRandom);
         input_proj = Linear(options.InputChannels, options.HiddenDim);
         output_proj = Linear(options.HiddenDim, options.InputChannels);
+        bottleneck_dropout = new SeededDropout(options.BottleneckDropout, dropoutRandom);
         RegisterComponents();
         TorchInit.XavierLinear(input_proj, init);
         TorchInit.XavierLinear(output_proj, init);
@@ -99,7 +102,8 @@ public sealed class UniADReconstruction : Module<Tensor, ReconstructionOutput>
             tokens = AddJitter(tokens, jitter);
         }
 
-        var hidden = input_proj.forward(tokens);
+        // The noisy bottleneck (training only): dropout on the projected tokens every encoder and decoder layer reads.
+        var hidden = bottleneck_dropout.forward(input_proj.forward(tokens));
         var pos = pos_embed.forward(featureAlign.device);
         var decoded = transformer.forward(hidden, pos);
         var rec = output_proj.forward(decoded); // (h·w) x B x C

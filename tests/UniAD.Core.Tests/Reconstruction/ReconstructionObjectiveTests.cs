@@ -88,10 +88,10 @@ public sealed class ReconstructionObjectiveTests(ITestOutputHelper output) : IDi
     }
 
     [Fact]
-    public void A_cosine_detector_trains_saves_loads_and_exports_with_its_objective()
+    public void A_cosine_detector_with_a_noisy_bottleneck_trains_saves_loads_and_exports_with_both()
     {
         using var detector = UniAD.Core.Tests.Detection.SyntheticData.TinyBuilder()
-            .WithReconstruction(o => o with { Objective = ReconstructionObjective.GlobalCosine, HardMining = new HardMiningOptions { RampSteps = 4 }, MapSmoothingSigma = 4 })
+            .WithReconstruction(o => o with { Objective = ReconstructionObjective.GlobalCosine, HardMining = new HardMiningOptions { RampSteps = 4 }, MapSmoothingSigma = 4, BottleneckDropout = 0.2 })
             .WithImageScore(UniAD.Core.Metrics.ImageScoreKind.TopMean) // the later models' image score (of a smoothed map), in the graph as TopK + mean
             .Build();
         var data = Path.Combine(root, "data");
@@ -104,6 +104,7 @@ public sealed class ReconstructionObjectiveTests(ITestOutputHelper output) : IDi
         Assert.Equal(ReconstructionObjective.GlobalCosine, loaded.Options.Reconstruction.Objective);
         Assert.Equal(4, loaded.Options.Reconstruction.HardMining.RampSteps);
         Assert.Equal(4, loaded.Options.Reconstruction.MapSmoothingSigma);
+        Assert.Equal(0.2, loaded.Options.Reconstruction.BottleneckDropout); // training-only: the graph below scores as TorchSharp's eval
 
         string onnx = Path.Combine(root, "cosine.onnx");
         loaded.ExportOnnx(onnx);

@@ -104,6 +104,48 @@ public sealed class UniADReconstructionTests
     }
 
     [Fact]
+    public void Bottleneck_dropout_drops_projected_tokens_in_training_only()
+    {
+        var options = Small with { Dropout = 0.0, FeatureJitter = null, BottleneckDropout = 0.5, Seed = 9 };
+        using var scope = NewDisposeScope();
+        var x = randn(2, 12, 4, 5, generator: new Generator(3));
+        using var model = new UniADReconstruction(options);
+        using var plain = new UniADReconstruction(options with { BottleneckDropout = 0 });
+
+        // No weights of its own: the same seed gives the same state, and scoring (eval) is unchanged, bit for bit.
+        var (sm, sp) = (model.state_dict(), plain.state_dict());
+        Assert.Equal(sp.Keys.Order(), sm.Keys.Order());
+        Assert.All(sp.Keys, k => Assert.Equal(0f, (sm[k] - sp[k]).abs().max().item<float>()));
+        model.eval();
+        plain.eval();
+        var clean = model.Reconstruct(x);
+        Assert.Equal(0f, (plain.Reconstruct(x) - clean).abs().max().item<float>());
+
+        // Training, by hand: input_proj's tokens times the first mask of the network's seeded dropout stream
+        // (seed ^ 0x5DEECE66D; the blocks' own dropout is 0 and draws nothing), then the same transformer and output_proj.
+        model.train();
+        var parts = model.named_children().ToDictionary(c => c.name, c => c.module);
+        var tokens = x.flatten(2).permute(2, 0, 1);
+        var hidden = ((nn.Module<Tensor, Tensor>)parts["input_proj"]).forward(tokens);
+        var mask = new UniAD.Core.TorchSupport.DropoutRandom(9 ^ 0x5DEECE66DL).Mask(hidden.shape, 0.5);
+        double dropped = mask.eq(0).to(float64).mean().item<double>();
+        Assert.InRange(dropped, 0.4, 0.6); // 320 draws
+        Assert.Equal(0L, (mask.eq(0) | mask.eq(2)).logical_not().sum().item<long>());
+        var pos = ((nn.Module<Device, Tensor>)parts["pos_embed"]).forward(CPU);
+        var decoded = ((nn.Module<Tensor, Tensor, Tensor>)parts["transformer"]).forward(hidden * mask, pos);
+        var expected = ((nn.Module<Tensor, Tensor>)parts["output_proj"]).forward(decoded).permute(1, 2, 0).reshape(2, 12, 4, 5);
+        var noisy = model.Reconstruct(x);
+        Assert.True((noisy - expected).abs().max().item<float>() < 1e-5f);
+        Assert.True((noisy - clean).abs().max().item<float>() > 1e-3f);
+
+        // Seeded: reseeding repeats the draw; the plain network in training equals its eval output.
+        model.ReseedNoise(9);
+        Assert.Equal(0f, (model.Reconstruct(x) - noisy).abs().max().item<float>());
+        plain.train();
+        Assert.Equal(0f, (plain.Reconstruct(x) - clean).abs().max().item<float>());
+    }
+
+    [Fact]
     public void Wrong_inputs_are_rejected_with_the_shapes_in_the_message()
     {
         using var model = new UniADReconstruction(Small);
@@ -126,6 +168,7 @@ public sealed class UniADReconstructionTests
         { Small with { NeighborSize = new GridSize(9, 9) }, "covers the whole 4x5" },
         { Small with { NeighborSize = new GridSize(0, 3) }, "neighbourhood size must be positive" },
         { Small with { Dropout = 1.0 }, "Dropout = 1" },
+        { Small with { BottleneckDropout = -0.1 }, "BottleneckDropout = -0.1 must lie in [0, 1)" },
         { Small with { FeatureJitter = new FeatureJitterOptions { Probability = 1.5 } }, "Probability = 1.5" },
         { Small with { FeatureJitter = new FeatureJitterOptions { Scale = double.NaN } }, "Scale = NaN" },
         { Small with { NumDecoderLayers = 0 }, "NumDecoderLayers = 0" },

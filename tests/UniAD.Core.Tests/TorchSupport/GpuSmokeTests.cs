@@ -35,7 +35,7 @@ public sealed class GpuSmokeTests(ITestOutputHelper output)
     private static ReconstructionOptions Small => new()
     {
         InputChannels = 32, FeatureSize = new GridSize(8, 8), HiddenDim = 64, NumHeads = 4, NumEncoderLayers = 2, NumDecoderLayers = 2,
-        FeedForwardDim = 128, NeighborSize = new GridSize(3, 3), Dropout = 0.1, Seed = 11,
+        FeedForwardDim = 128, NeighborSize = new GridSize(3, 3), Dropout = 0.1, BottleneckDropout = 0.2, Seed = 11,
     };
 
     [CudaFact]
