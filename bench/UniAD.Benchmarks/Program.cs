@@ -42,8 +42,9 @@ var groups = new Dictionary<string, Action>(StringComparer.Ordinal)
     ["quantization"] = () => QuantizationBenchmarks.Run(name => ArgText(args, name), threads),
     ["real"] = () => RealBenchmarks.Run(name => ArgText(args, name), (name, fallback) => ArgValue(args, name, fallback)),
     ["memory-bank"] = () => MemoryBankBenchmarks.Run(name => ArgText(args, name)),
+    ["bank-stages"] = () => BankStageBenchmarks.Run(name => ArgText(args, name)),
 };
-var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real", "memory-bank", "onnx", "compare", "quantization" }; // a training run of many minutes; an export and a second runtime; another implementation's command; a saved model
+var onlyOnRequest = new HashSet<string>(StringComparer.Ordinal) { "real", "memory-bank", "bank-stages", "onnx", "compare", "quantization" }; // a training run or a fit of many minutes; an export and a second runtime; another implementation's command; a saved model
 var only = ArgText(args, "--only");
 if (only is not null && !groups.ContainsKey(only))
 {
