@@ -29,7 +29,7 @@ internal static class BankStageBenchmarks
         int count = int.Parse(text("--images") ?? "11", Invariant);
         var train = MvtecAd.Open(root, DatasetSplit.Train);
         var test = MvtecAd.Open(root, DatasetSplit.Test);
-        string flags = string.Join(' ', File.ReadAllText("/proc/cpuinfo").Split(new[] { ' ', '\n', '\t' }).Where(f => f == "avx2" || f.StartsWith("avx512", StringComparison.Ordinal)).Distinct().Order());
+        string flags = MemoryBankBenchmarks.CpuFlags();
         using var detector = DetectorPreset.MemoryBank().WithSeed(133).Build();
         var clock = Stopwatch.StartNew();
         detector.Train(train, new TrainingOptions { BatchSize = 8 });
@@ -51,30 +51,30 @@ internal static class BankStageBenchmarks
             var t = new Dictionary<string, double>();
             var w = Stopwatch.StartNew();
             var decoded = ImageDecoder.Decode(files[i]);
-            t["decode"] = Lap(w);
+            t["decode"] = StageBenchmarks.Lap(w);
             var working = Tiler.WorkingImage(decoded, tiling, options.InputSize, files[i]);
-            t["working size"] = Lap(w);
+            t["working size"] = StageBenchmarks.Lap(w);
             using (var scope = NewDisposeScope())
             using (no_grad())
             {
                 var image = ImagePreprocessor.ToTensor(working, detector.Preprocess with { InputSize = new GridSize(working.Height, working.Width) });
                 var grid = TileGrid.Create(new GridSize(working.Height, working.Width), options.InputSize, tiling.StrideFor(options.InputSize), tiling.Placement);
                 var tiles = Tiler.Cut(image, grid);
-                t["normalise + cut"] = Lap(w);
+                t["normalise + cut"] = StageBenchmarks.Lap(w);
                 detector.UseAnomalyModel(m =>
                 {
                     var model = (MemoryBankModel)m;
                     model.eval();
                     var layers = model.Backbone.forward(tiles);
-                    t["backbone"] = Lap(w);
+                    t["backbone"] = StageBenchmarks.Lap(w);
                     var features = PatchFeatures.Embed(layers, model.Options.Neighbourhood);
-                    t["patch features"] = Lap(w);
+                    t["patch features"] = StageBenchmarks.Lap(w);
                     var scores = PatchMemoryBank.PatchScores(features, model.Bank);
-                    t["nearest neighbour"] = Lap(w);
+                    t["nearest neighbour"] = StageBenchmarks.Lap(w);
                     var maps = PatchMemoryBank.Maps(scores, options.InputSize.Height, options.InputSize.Width, model.Options.Sigma);
-                    t["maps"] = Lap(w);
+                    t["maps"] = StageBenchmarks.Lap(w);
                     _ = Tiler.Stitch(maps, grid, tiling.Margin);
-                    t["stitch"] = Lap(w);
+                    t["stitch"] = StageBenchmarks.Lap(w);
                     shape = string.Create(Invariant, $"{decoded.Width} x {decoded.Height} -> working {working.Width} x {working.Height}, {grid.Count} tiles, {features.shape[2]} x {features.shape[3]} patches a tile, bank {model.Bank.shape[0]} x {model.Bank.shape[1]}");
                     return 0;
                 });
@@ -82,7 +82,7 @@ internal static class BankStageBenchmarks
 
             w.Restart();
             _ = detector.Score(files[i]);
-            t["whole Score call"] = Lap(w);
+            t["whole Score call"] = StageBenchmarks.Lap(w);
             t["the rest"] = t["whole Score call"] - stages.Take(8).Sum(s => t[s]);
             if (i > 0)
             {
@@ -101,12 +101,5 @@ internal static class BankStageBenchmarks
             var sorted = times[s].Order().ToList();
             Console.WriteLine(string.Create(Invariant, $"| {s} | {sorted[sorted.Count / 2]:F1} |"));
         }
-    }
-
-    private static double Lap(Stopwatch w)
-    {
-        double ms = w.Elapsed.TotalMilliseconds;
-        w.Restart();
-        return ms;
     }
 }

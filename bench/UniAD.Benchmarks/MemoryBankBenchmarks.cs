@@ -43,7 +43,7 @@ internal static class MemoryBankBenchmarks
     /// <summary>One bank for all classes of <paramref name="train"/> (and, with <paramref name="perClass"/>, a detector with one bank per class): fit, calibrate, evaluate, print.</summary>
     internal static void Evaluate(ImageSource train, ImageSource heldOut, ImageSource test, IReadOnlyList<string> realClasses, Settings settings, bool perClass, long seed, string label)
     {
-        string flags = string.Join(' ', File.ReadAllText("/proc/cpuinfo").Split(new[] { ' ', '\n', '\t' }).Where(f => f == "avx2" || f.StartsWith("avx512", StringComparison.Ordinal)).Distinct().Order());
+        string flags = CpuFlags();
         Console.WriteLine(string.Create(Invariant, $"memory bank ({label}): classes {string.Join(", ", train.Samples.Select(s => s.ClassName).Distinct())}; {train.Samples.Count} training, {heldOut.Samples.Count} held-out normal, {test.Samples.Count} test images; images {settings.Width} wide, 256 tiles every 192 (margin 32), coreset ratio {settings.Ratio}, candidates {settings.Candidates}, sigma {settings.Sigma}; {DetectorPreset.CpuBackbone} layers 2, 3; CPU flags {flags}; load average {File.ReadAllText("/proc/loadavg").Trim()}"));
         Fit(train, heldOut, test, realClasses, settings, perClass: false, seed, label, "unified");
         if (perClass)
@@ -92,6 +92,10 @@ internal static class MemoryBankBenchmarks
             Console.WriteLine(string.Create(Invariant, $"{label} {row.Name} image-auroc {Get(row.Values, imageKey):F3} pixel-auroc {Get(row.Values, MetricKeys.PixelAuroc):F3}"));
         }
     }
+
+    /// <summary>The CPU's vector flags every figure names (<c>avx2</c>, <c>avx512*</c>), from /proc/cpuinfo.</summary>
+    internal static string CpuFlags() =>
+        string.Join(' ', File.ReadAllText("/proc/cpuinfo").Split(new[] { ' ', '\n', '\t' }).Where(f => f == "avx2" || f.StartsWith("avx512", StringComparison.Ordinal)).Distinct().Order());
 
     private static double Get(IReadOnlyDictionary<string, double> values, string key) => values.TryGetValue(key, out var v) ? v : double.NaN;
 

@@ -125,7 +125,8 @@ internal static class StageBenchmarks
         Print("training step of the reconstruction, batch 8", stages, times);
     }
 
-    private static double Lap(Stopwatch watch)
+    /// <summary>Milliseconds since the watch last started, and restarts it (one stage of a pass timed after another).</summary>
+    internal static double Lap(Stopwatch watch)
     {
         double ms = watch.Elapsed.TotalMilliseconds;
         watch.Restart();
